@@ -1,0 +1,55 @@
+# mailaccounts: the two commands are `make run` and `make test`; both set up what they need.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROTO := protos/mailaccounts/v1/account_service.proto
+GEN_DIR := clients/python
+GEN := $(GEN_DIR)/mailaccounts/v1/account_service_pb2.py
+
+.PHONY: run test setup system-deps proto check-proto lint bench migrate clean
+
+# Virtualenv with the project (editable) and its dev tools; redone when pyproject changes.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Debian packages the tests use (Dovecot, PostgreSQL); skipped when already present.
+system-deps:
+	@./scripts/install-system-deps.sh
+
+# Regenerate the Python stubs (messages, gRPC, typing stubs) from the proto.
+proto: $(STAMP)
+	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m grpc_tools.protoc -I protos --python_out=$(GEN_DIR) --grpc_python_out=$(GEN_DIR) \
+		--mypy_out=$(GEN_DIR) --mypy_grpc_out=$(GEN_DIR) $(PROTO)
+
+# Fails when the checked-in stubs differ from what the proto generates.
+check-proto: $(STAMP)
+	$(PY) scripts/check_generated.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check server clients tests bench migrations scripts
+	$(VENV)/bin/ruff format --check server clients tests bench migrations scripts
+	$(VENV)/bin/mypy server/mailaccounts_server clients/python/mailaccounts_client
+
+# Runs the server on the embedded SQLite default with health and reflection on.
+run: $(STAMP)
+	$(PY) -m mailaccounts_server serve
+
+# Sets up everything and runs the whole suite (lint, stub check, tests).
+test: $(STAMP) system-deps
+	$(MAKE) --no-print-directory check-proto lint
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+migrate: $(STAMP)
+	$(PY) -m mailaccounts_server migrate
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
