@@ -24,7 +24,8 @@ system-deps:
 
 # Regenerate the Python stubs (messages, gRPC, typing stubs) from the proto.
 proto: $(STAMP)
-	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m grpc_tools.protoc -I protos --python_out=$(GEN_DIR) --grpc_python_out=$(GEN_DIR) \
+	$(PY) -m grpc_tools.protoc -I protos --python_out=$(GEN_DIR) --grpc_python_out=$(GEN_DIR) \
+		--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc \
 		--mypy_out=$(GEN_DIR) --mypy_grpc_out=$(GEN_DIR) $(PROTO)
 
 # Fails when the checked-in stubs differ from what the proto generates.
@@ -32,8 +33,8 @@ check-proto: $(STAMP)
 	$(PY) scripts/check_generated.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check server clients tests bench migrations scripts
-	$(VENV)/bin/ruff format --check server clients tests bench migrations scripts
+	$(VENV)/bin/ruff check server clients tests bench scripts
+	$(VENV)/bin/ruff format --check server clients tests bench scripts
 	$(VENV)/bin/mypy server/mailaccounts_server clients/python/mailaccounts_client
 
 # Runs the server on the embedded SQLite default with health and reflection on.

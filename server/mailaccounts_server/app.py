@@ -1,0 +1,130 @@
+"""Builds the server: storage, domain, servicer, interceptors, health and reflection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from mailaccounts.v1 import account_service_pb2 as pb
+from mailaccounts.v1 import account_service_pb2_grpc as pb_grpc
+
+from mailaccounts_server.config import Settings
+from mailaccounts_server.credentials import CredentialCipher, build_cipher
+from mailaccounts_server.domain import maintenance
+from mailaccounts_server.domain.accounts import AccountManager, now_us
+from mailaccounts_server.domain.pagination import PageTokenCodec
+from mailaccounts_server.storage import migrate
+from mailaccounts_server.storage.database import Database
+from mailaccounts_server.transport.connection_tests import ConnectionTestRunner
+from mailaccounts_server.transport.interceptors import AccountServiceInterceptor
+from mailaccounts_server.transport.servicer import AccountServicer
+
+_LOG = logging.getLogger(__name__)
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AccountService"].full_name
+
+
+@dataclass
+class RunningServer:
+    """A started server and what must be closed with it."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer  # type: ignore[name-defined]
+    database: Database
+    executor: ThreadPoolExecutor
+
+    async def stop(self, grace: float | None) -> None:
+        """Health NOT_SERVING first (load balancers drain), then let in-flight calls finish."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        self.executor.shutdown(wait=True)
+        self.database.dispose()
+
+
+def build_cipher_for(settings: Settings) -> CredentialCipher:
+    return build_cipher(
+        keys_spec=settings.credential_keys,
+        key_file=settings.key_file,
+        production=settings.production,
+    )
+
+
+def open_database(settings: Settings) -> Database:
+    db = Database(settings.database_url, pool_size=settings.db_pool_size)
+    if settings.migrate_on_start:
+        migrate.upgrade(db.engine)
+    return db
+
+
+async def create_server(settings: Settings) -> RunningServer:
+    """Builds and starts the server; `settings.listen` may use port 0 (tests read `.port`)."""
+    cipher = build_cipher_for(settings)
+    db = open_database(settings)
+    executor = ThreadPoolExecutor(max_workers=settings.db_threads, thread_name_prefix="db")
+    accounts = AccountManager(
+        db,
+        cipher,
+        PageTokenCodec(cipher.derive_secrets("page-token")),
+        retention_us=settings.retention_us,
+        request_hash_keys=cipher.derive_secrets("request-hash"),
+    )
+    tester = ConnectionTestRunner()
+
+    server = grpc.aio.server(interceptors=[AccountServiceInterceptor()])
+    pb_grpc.add_AccountServiceServicer_to_server(
+        AccountServicer(accounts, executor, tester), server
+    )
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME),
+        server,
+    )  # fmt: skip
+    port = server.add_insecure_port(settings.listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {settings.listen}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    _LOG.info("listening on %s (port %d), database %s", settings.listen, port,
+              db.engine.url.render_as_string(hide_password=True))  # fmt: skip
+    return RunningServer(server, port, health_servicer, db, executor)
+
+
+async def serve(settings: Settings) -> None:
+    """Runs until SIGTERM or SIGINT, then shuts down gracefully."""
+    running = await create_server(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    _LOG.info("shutting down (grace %.1fs)", settings.grace_seconds)
+    await running.stop(settings.grace_seconds)
+    _LOG.info("stopped")
+
+
+def purge_once(settings: Settings) -> int:
+    """One purge pass (the `purge` command; schedule it, e.g. daily, from cron or a job)."""
+    db = open_database(settings)
+    try:
+        return maintenance.purge_expired(db, now_us=now_us(), retention_us=settings.retention_us)
+    finally:
+        db.dispose()
+
+
+def rotate_keys(settings: Settings) -> int:
+    """Re-encrypts credentials with the primary key (the `rotate-keys` command)."""
+    cipher = build_cipher_for(settings)
+    db = open_database(settings)
+    try:
+        return maintenance.reencrypt_credentials(db, cipher, now_us=now_us())
+    finally:
+        db.dispose()

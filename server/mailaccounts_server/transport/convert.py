@@ -1,0 +1,93 @@
+"""Conversions between protobuf messages and domain objects; no rules live here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from mailaccounts.v1 import account_service_pb2 as pb
+
+from mailaccounts_server.domain.enums import Encryption, Protocol
+from mailaccounts_server.domain.model import Account
+from mailaccounts_server.storage.audit import AuditEvent
+
+PROTOCOL_TO_PB = {Protocol.IMAP: pb.PROTOCOL_IMAP, Protocol.POP3: pb.PROTOCOL_POP3}
+PROTOCOL_FROM_PB = {v: k for k, v in PROTOCOL_TO_PB.items()}
+ENCRYPTION_TO_PB = {
+    Encryption.TLS: pb.ENCRYPTION_TLS,
+    Encryption.STARTTLS: pb.ENCRYPTION_STARTTLS,
+    Encryption.NONE: pb.ENCRYPTION_NONE,
+}
+ENCRYPTION_FROM_PB = {v: k for k, v in ENCRYPTION_TO_PB.items()}
+_AUDIT_ACTIONS = {
+    "CREATE": pb.AUDIT_ACTION_CREATE,
+    "UPDATE": pb.AUDIT_ACTION_UPDATE,
+    "DELETE": pb.AUDIT_ACTION_DELETE,
+    "UNDELETE": pb.AUDIT_ACTION_UNDELETE,
+    "TEST_CONNECTION": pb.AUDIT_ACTION_TEST_CONNECTION,
+}
+_AUDIT_OUTCOMES = {"SUCCESS": pb.AUDIT_OUTCOME_SUCCESS, "FAILURE": pb.AUDIT_OUTCOME_FAILURE}
+
+
+def timestamp(us: int) -> Timestamp:
+    """A Timestamp from microseconds since the epoch."""
+    seconds, micros = divmod(us, 1_000_000)
+    return Timestamp(seconds=seconds, nanos=micros * 1000)
+
+
+def account_to_pb(a: Account) -> pb.Account:
+    msg = pb.Account(
+        id=a.id,
+        tenant_id=a.tenant_id,
+        user_id=a.user_id,
+        account_name=a.account_name,
+        email_address=a.email_address,
+        protocol=PROTOCOL_TO_PB[a.protocol],
+        hostname=a.hostname,
+        port=a.port,
+        encryption=ENCRYPTION_TO_PB[a.encryption],
+        username=a.username,
+        credential_id=a.credential_id,
+        is_sync_enabled=a.is_sync_enabled,
+        sync_interval=a.sync_interval,
+        is_syncing=a.is_syncing,
+        is_enabled=a.is_enabled,
+        created_at=timestamp(a.created_at_us),
+        updated_at=timestamp(a.updated_at_us),
+        etag=a.etag,
+    )
+    if a.last_sync_at_us is not None:
+        msg.last_sync_at.CopyFrom(timestamp(a.last_sync_at_us))
+    if a.deleted_at_us is not None:
+        msg.delete_time.CopyFrom(timestamp(a.deleted_at_us))
+    if a.last_test is not None:
+        t = a.last_test
+        msg.last_connection_test.CopyFrom(
+            pb.ConnectionTestSummary(
+                time=timestamp(t.time_us),
+                success=t.success,
+                error_code=pb.ConnectionErrorCode.Value(f"CONNECTION_ERROR_CODE_{t.error_code}")
+                if t.error_code
+                else pb.CONNECTION_ERROR_CODE_UNSPECIFIED,
+                message=t.message,
+            )
+        )
+    return msg
+
+
+def audit_event_to_pb(e: AuditEvent) -> pb.AuditEvent:
+    return pb.AuditEvent(
+        id=e.id,
+        time=timestamp(e.time_us),
+        tenant_id=e.tenant_id,
+        user_id=e.user_id,
+        account_id=e.account_id,
+        action=_AUDIT_ACTIONS.get(e.action, pb.AUDIT_ACTION_UNSPECIFIED),
+        changed_fields=e.changed_fields,
+        outcome=_AUDIT_OUTCOMES.get(e.outcome, pb.AUDIT_OUTCOME_UNSPECIFIED),
+    )
+
+
+def present_fields(msg: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The proto3 `optional` fields of `msg` that the caller set, by name."""
+    return {name: getattr(msg, name) for name in names if msg.HasField(name)}
