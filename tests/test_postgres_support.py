@@ -7,7 +7,6 @@ import uuid
 import psycopg
 from support.postgres import PostgresServer
 
-
 _MARKER_TABLE = "isolation_marker"
 
 
