@@ -32,9 +32,11 @@ proto: $(STAMP)
 check-proto: $(STAMP)
 	$(PY) scripts/check_generated.py
 
+LINT_DIRS := $(wildcard server clients tests bench scripts)
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check server clients tests bench scripts
-	$(VENV)/bin/ruff format --check server clients tests bench scripts
+	$(VENV)/bin/ruff check $(LINT_DIRS)
+	$(VENV)/bin/ruff format --check $(LINT_DIRS)
 	$(VENV)/bin/mypy server/mailaccounts_server clients/python/mailaccounts_client
 
 # Runs the server on the embedded SQLite default with health and reflection on.

@@ -13,7 +13,7 @@ from mailaccounts_server.credentials import generate_key
 from support.factories import new_caller
 from support.grpc_server import ServerThread
 
-pytest_plugins = ["support.postgres"]
+pytest_plugins = ["support.postgres", "support.dovecot"]
 
 TEST_KEY = generate_key()
 

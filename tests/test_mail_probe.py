@@ -30,12 +30,7 @@ from support.dovecot import (
     EXTRA_FOLDERS,
     INBOX_MESSAGES,
     DovecotServer,
-    blackhole_port,
-    closed_port,
-    dovecot,
 )
-
-__all__ = ["blackhole_port", "closed_port", "dovecot"]  # fixtures, imported so pytest finds them
 
 LOOPBACK = ("127.0.0.0/8",)
 WRONG_PASSWORD = "not-the-Right-one-42"
@@ -445,6 +440,26 @@ def test_slow_drip_server_cannot_stretch_the_deadline(protocol: Protocol) -> Non
         stop.set()
     assert result.error_code is ErrorCode.TIMEOUT
     assert result.message == "Timed out after 1.5s while waiting for the server greeting"
+    assert 1.5 <= elapsed < 2.5, elapsed
+
+
+def test_slow_drip_tls_handshake_cannot_stretch_the_deadline() -> None:
+    stop = threading.Event()
+
+    def drip(conn: _Recorder) -> None:
+        conn.sendall(b"\x16\x03\x03\x40\x00")  # a 16 KiB TLS handshake record ... slowly
+        while not stop.wait(0.1):
+            conn.sendall(b"\x02")
+
+    with _fake_server(drip) as (port, _received):
+        prober = MailProber(allow_networks=LOOPBACK)
+        target = ProbeTarget("127.0.0.1", port, Protocol.IMAP, Encryption.TLS, "u", "p", 1.5)
+        started = time.monotonic()
+        result = _probe(prober, target)
+        elapsed = time.monotonic() - started
+        stop.set()
+    assert result.error_code is ErrorCode.TIMEOUT
+    assert result.message == "Timed out after 1.5s while negotiating TLS"
     assert 1.5 <= elapsed < 2.5, elapsed
 
 

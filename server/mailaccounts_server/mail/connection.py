@@ -1,0 +1,73 @@
+"""Socket and TLS plumbing shared by the IMAP and POP3 probes."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from typing import cast
+
+from mailaccounts_server.mail.deadline import Deadline
+
+_LOG = logging.getLogger(__name__)
+
+
+def build_tls_context(ca_file: str | None, verify_tls: bool = True) -> ssl.SSLContext:
+    """Client TLS context: system CAs plus ``ca_file`` when given.
+
+    ``verify_tls=False`` turns off certificate and host-name checks; it is a deployment-level
+    switch for test installations, never a per-account option.
+    """
+    context = ssl.create_default_context(cafile=None)
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    if not verify_tls:
+        _LOG.warning("TLS certificate verification is disabled for mail server probes")
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class WatchedContext:
+    """Stands in for an ``ssl.SSLContext`` in imaplib/poplib STARTTLS/STLS calls.
+
+    The TLS socket is attached to the deadline *before* the handshake, so the watchdog can cut
+    a handshake that a slow server stretches past the limit.
+    """
+
+    def __init__(self, context: ssl.SSLContext, deadline: Deadline) -> None:
+        self._context = context
+        self._deadline = deadline
+
+    def wrap_socket(self, sock: socket.socket, server_hostname: str | None = None) -> ssl.SSLSocket:
+        """Wrap ``sock`` and run the handshake under the deadline's watchdog."""
+        tls_sock = self._context.wrap_socket(
+            sock, server_hostname=server_hostname, do_handshake_on_connect=False
+        )
+        self._deadline.attach(tls_sock)
+        tls_sock.do_handshake()
+        return tls_sock
+
+    def as_context(self) -> ssl.SSLContext:
+        """This object typed as the SSLContext that imaplib/poplib expect (duck typing)."""
+        return cast(ssl.SSLContext, self)
+
+
+def open_socket(
+    address: str,
+    port: int,
+    hostname: str,
+    tls_context: ssl.SSLContext | None,
+    deadline: Deadline,
+) -> socket.socket:
+    """Connect to ``address``; with a context, do the TLS handshake verifying ``hostname``."""
+    sock = socket.create_connection((address, port), timeout=deadline.begin("connecting"))
+    deadline.attach(sock)
+    if tls_context is None:
+        return sock
+    try:
+        deadline.apply("negotiating TLS", sock)
+        return WatchedContext(tls_context, deadline).wrap_socket(sock, server_hostname=hostname)
+    except BaseException:
+        sock.close()
+        raise

@@ -1,0 +1,147 @@
+"""IMAP probe built on ``imapclient``.
+
+The connection goes to the already resolved (and SSRF-checked) address while the TLS
+certificate is verified against the host name the account was configured with: the
+``imaplib`` object keeps the host name as ``host`` (used as ``server_hostname`` for implicit
+TLS and STARTTLS) and only the socket is opened to the address.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import logging
+import re
+import socket
+import ssl
+from typing import Any
+
+from imapclient import IMAPClient
+from imapclient.exceptions import LoginError
+
+from mailaccounts_server.mail.connection import WatchedContext, open_socket
+from mailaccounts_server.mail.deadline import Deadline
+from mailaccounts_server.mail.folders import map_folders
+from mailaccounts_server.mail.types import Encryption, ErrorCode, Folder, ProbeError, ProbeTarget
+
+_LOG = logging.getLogger(__name__)
+
+
+class _IMAP4(imaplib.IMAP4):
+    """``imaplib.IMAP4`` whose socket goes to a fixed address; ``host`` stays the host name."""
+
+    def __init__(
+        self,
+        hostname: str,
+        address: str,
+        port: int,
+        tls_context: ssl.SSLContext | None,
+        deadline: Deadline,
+    ) -> None:
+        self._address = address
+        self._tls_context = tls_context
+        self._deadline = deadline
+        super().__init__(hostname, port, timeout=deadline.remaining())
+
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        sock = open_socket(self._address, self.port, self.host, self._tls_context, self._deadline)
+        self._deadline.apply("waiting for the server greeting", sock)
+        return sock
+
+
+class _IMAPClient(IMAPClient):  # type: ignore[misc]  # imapclient ships no type hints
+    """``IMAPClient`` that connects through :class:`_IMAP4` and honours a :class:`Deadline`."""
+
+    def __init__(
+        self,
+        hostname: str,
+        address: str,
+        port: int,
+        tls_context: ssl.SSLContext | None,
+        deadline: Deadline,
+    ) -> None:
+        self._address = address
+        self._implicit_context = tls_context
+        self._deadline = deadline
+        super().__init__(hostname, port, ssl=tls_context is not None, ssl_context=tls_context)
+
+    def _create_IMAP4(self) -> imaplib.IMAP4:
+        return _IMAP4(self.host, self._address, self.port, self._implicit_context, self._deadline)
+
+    def _set_read_timeout(self) -> None:
+        self._deadline.apply("waiting for the server greeting", self.socket())
+
+
+def _server_text(exc: BaseException) -> str:
+    """The server's words in an imaplib/imapclient error, without the ``b'...'`` wrapping."""
+    text = str(exc).removeprefix("login failed: ")
+    match = re.fullmatch(r"b(['\"])(.*)\1", text, flags=re.DOTALL)
+    return match.group(2) if match else text
+
+
+def _close(client: Any, deadline: Deadline) -> None:
+    """Log out politely if there is time left, else just drop the connection."""
+    try:
+        budget = deadline.goodbye_budget()
+        if budget is None:
+            raise TimeoutError("no time left to log out")
+        client.socket().settimeout(budget)
+        client.logout()
+    except Exception:
+        try:
+            client.shutdown()
+        except Exception:
+            pass
+
+
+def probe_imap(
+    target: ProbeTarget,
+    address: str,
+    tls_context: ssl.SSLContext,
+    deadline: Deadline,
+) -> list[Folder]:
+    """Connect, log in and list every folder; raise ProbeError or OSError/SSLError on failure."""
+    implicit = tls_context if target.encryption is Encryption.TLS else None
+    try:
+        client = _IMAPClient(target.host, address, target.port, implicit, deadline)
+    except imaplib.IMAP4.error as exc:
+        raise ProbeError(
+            ErrorCode.PROTOCOL_ERROR,
+            f"Unexpected IMAP greeting from the server: {_server_text(exc)}",
+        ) from exc
+    try:
+        if target.encryption is Encryption.STARTTLS:
+            deadline.apply("negotiating STARTTLS", client.socket())
+            if not client.has_capability("STARTTLS"):
+                raise ProbeError(
+                    ErrorCode.TLS_FAILURE,
+                    "Server does not offer STARTTLS; refusing to send credentials unencrypted",
+                )
+            try:
+                client.starttls(WatchedContext(tls_context, deadline).as_context())
+            except imaplib.IMAP4.error as exc:
+                raise ProbeError(
+                    ErrorCode.TLS_FAILURE, f"STARTTLS failed: {_server_text(exc)}"
+                ) from exc
+        deadline.apply("logging in", client.socket())
+        try:
+            client.login(target.username, target.password)
+        except LoginError as exc:
+            raise ProbeError(
+                ErrorCode.AUTH_FAILURE, f"Authentication failed: {_server_text(exc)}"
+            ) from exc
+        deadline.apply("listing folders", client.socket())
+        try:
+            entries = client.list_folders()
+        except imaplib.IMAP4.error as exc:
+            raise ProbeError(
+                ErrorCode.PROTOCOL_ERROR, f"Listing folders failed: {_server_text(exc)}"
+            ) from exc
+        folders = map_folders(entries)
+        _LOG.debug("IMAP probe of %s:%d listed %d folders", target.host, target.port, len(folders))
+        return folders
+    except imaplib.IMAP4.error as exc:
+        raise ProbeError(
+            ErrorCode.PROTOCOL_ERROR, f"IMAP protocol error: {_server_text(exc)}"
+        ) from exc
+    finally:
+        _close(client, deadline)

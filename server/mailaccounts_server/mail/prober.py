@@ -1,0 +1,146 @@
+"""Blocking connection test of one mail account (the gRPC layer runs it in a thread pool).
+
+``MailProber.probe`` never raises for mail-server problems: DNS, network, TLS, login and
+protocol failures all come back as an unsuccessful :class:`ProbeResult` with an error code and
+a message that is safe to show (it never contains the password). One deadline covers DNS,
+connect, TLS, login and listing together.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import logging
+import poplib
+import socket
+import ssl
+import time
+from collections.abc import Sequence
+
+from mailaccounts_server.mail.connection import build_tls_context
+from mailaccounts_server.mail.deadline import Deadline
+from mailaccounts_server.mail.imap import probe_imap
+from mailaccounts_server.mail.pop3 import probe_pop3
+from mailaccounts_server.mail.resolve import Resolver, parse_networks, resolve_target
+from mailaccounts_server.mail.types import (
+    ErrorCode,
+    ProbeError,
+    ProbeResult,
+    ProbeTarget,
+    Protocol,
+)
+
+_LOG = logging.getLogger(__name__)
+
+SUCCESS_MESSAGE = "Connection successful"
+_REDACTED = "********"
+
+
+def _endpoint(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def classify(exc: BaseException, deadline: Deadline, address: str | None, port: int) -> ProbeError:
+    """Turn an exception raised while probing into an error code and a readable message."""
+    if deadline.fired:  # the watchdog cut the connection: whatever broke, it was the clock
+        return deadline.timeout_error()
+    if isinstance(exc, ProbeError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return deadline.timeout_error()
+    where = _endpoint(address, port) if address else f"port {port}"
+    if isinstance(exc, socket.gaierror):
+        return ProbeError(ErrorCode.DNS_FAILURE, f"Could not resolve host: {exc}")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = exc.verify_message or exc.reason or str(exc)
+        return ProbeError(ErrorCode.TLS_FAILURE, f"TLS certificate verification failed: {detail}")
+    if isinstance(exc, ssl.SSLError):
+        detail = exc.reason or str(exc)
+        if detail == "WRONG_VERSION_NUMBER":
+            detail += " (the port does not seem to speak implicit TLS; try STARTTLS)"
+        return ProbeError(ErrorCode.TLS_FAILURE, f"TLS handshake with {where} failed: {detail}")
+    if isinstance(exc, ConnectionRefusedError):
+        return ProbeError(ErrorCode.CONNECTION_REFUSED, f"Connection refused by {where}")
+    if isinstance(exc, OSError):
+        detail = exc.strerror or str(exc) or type(exc).__name__
+        if deadline.step == "connecting":
+            return ProbeError(
+                ErrorCode.CONNECTION_REFUSED, f"Could not connect to {where}: {detail}"
+            )
+        return ProbeError(
+            ErrorCode.PROTOCOL_ERROR, f"Connection to {where} lost while {deadline.step}: {detail}"
+        )
+    if isinstance(exc, imaplib.IMAP4.error | poplib.error_proto):
+        return ProbeError(ErrorCode.PROTOCOL_ERROR, f"Protocol error while {deadline.step}: {exc}")
+    _LOG.exception("unexpected error while %s", deadline.step)
+    return ProbeError(
+        ErrorCode.PROTOCOL_ERROR, f"Unexpected {type(exc).__name__} while {deadline.step}"
+    )
+
+
+def redact(message: str, password: str) -> str:
+    """Remove any occurrence of the password from a message (defence in depth)."""
+    if password and password in message:
+        return message.replace(password, _REDACTED)
+    return message
+
+
+class MailProber:
+    """Tests IMAP/POP3 accounts: resolve with SSRF guard, connect, TLS, log in, list/stat."""
+
+    def __init__(
+        self,
+        ca_file: str | None = None,
+        verify_tls: bool = True,
+        allow_networks: Sequence[str] = (),
+        *,
+        resolver: Resolver = socket.getaddrinfo,
+    ) -> None:
+        self._tls_context = build_tls_context(ca_file, verify_tls)
+        self._allow_networks = parse_networks(allow_networks)
+        self._resolver = resolver
+
+    def probe(self, target: ProbeTarget) -> ProbeResult:
+        """Run the connection test; blocking, bounded by ``target.timeout``."""
+        if not target.timeout > 0:
+            raise ValueError("ProbeTarget.timeout must be positive")
+        started = time.monotonic()
+        address: str | None = None
+        with Deadline(target.timeout) as deadline:
+            try:
+                address = resolve_target(
+                    target.host,
+                    target.port,
+                    allow_networks=self._allow_networks,
+                    deadline=deadline,
+                    resolver=self._resolver,
+                )
+                result = self._probe_address(target, address, deadline)
+            except Exception as exc:
+                error = classify(exc, deadline, address, target.port)
+                result = ProbeResult(
+                    success=False,
+                    message=redact(error.message, target.password),
+                    error_code=error.code,
+                )
+        _LOG.info(
+            "probe %s %s:%d (%s) -> %s in %.2fs",
+            target.protocol.value,
+            target.host,
+            target.port,
+            target.encryption.value,
+            result.error_code.name if result.error_code else "OK",
+            time.monotonic() - started,
+        )
+        return result
+
+    def _probe_address(self, target: ProbeTarget, address: str, deadline: Deadline) -> ProbeResult:
+        if target.protocol is Protocol.IMAP:
+            folders = probe_imap(target, address, self._tls_context, deadline)
+            return ProbeResult(success=True, message=SUCCESS_MESSAGE, folders=folders)
+        count, size = probe_pop3(target, address, self._tls_context, deadline)
+        return ProbeResult(
+            success=True,
+            message=SUCCESS_MESSAGE,
+            message_count=count,
+            mailbox_size_bytes=size,
+        )

@@ -1,0 +1,127 @@
+"""Host resolution with an SSRF guard.
+
+The probe connects to the address chosen here (no second DNS lookup, so a rebinding answer
+cannot slip in between the check and the connect) while TLS still verifies the certificate
+against the original host name.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from mailaccounts_server.mail.deadline import Deadline
+from mailaccounts_server.mail.types import ErrorCode, ProbeError
+
+_LOG = logging.getLogger(__name__)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+AddrInfo = list[tuple[Any, Any, Any, Any, Any]]
+Resolver = Callable[..., AddrInfo]
+
+
+def parse_networks(cidrs: Sequence[str]) -> list[IPNetwork]:
+    """Parse allow-list entries such as ``"127.0.0.0/8"``; raises ValueError on bad input."""
+    return [ipaddress.ip_network(cidr.strip(), strict=False) for cidr in cidrs]
+
+
+def _embedded_ipv4(addr: IPAddress) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses reachable through an IPv6 form (mapped, 6to4, Teredo)."""
+    if not isinstance(addr, ipaddress.IPv6Address):
+        return []
+    found: list[ipaddress.IPv4Address] = []
+    if addr.ipv4_mapped is not None:
+        found.append(addr.ipv4_mapped)
+    if addr.sixtofour is not None:
+        found.append(addr.sixtofour)
+    if addr.teredo is not None:
+        found.append(addr.teredo[1])
+    return found
+
+
+def _is_special(addr: IPAddress) -> bool:
+    return (
+        addr.is_loopback
+        or addr.is_private
+        or addr.is_link_local
+        or addr.is_multicast
+        or addr.is_unspecified
+        or addr.is_reserved
+        or not addr.is_global
+    )
+
+
+def is_blocked(addr: IPAddress, allow_networks: Sequence[IPNetwork] = ()) -> bool:
+    """True if ``addr`` is not a public unicast address and no allow-listed network covers it."""
+    candidates: list[IPAddress] = [addr, *_embedded_ipv4(addr)]
+    if any(cand in net for cand in candidates for net in allow_networks):
+        return False
+    return any(_is_special(cand) for cand in candidates)
+
+
+def _lookup(host: str, port: int, deadline: Deadline, resolver: Resolver) -> AddrInfo:
+    """Run ``resolver`` in a daemon thread and wait no longer than the remaining budget."""
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            box["result"] = resolver(host, port, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        except BaseException as exc:  # handed over to the waiting thread
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="probe-dns", daemon=True).start()
+    if not done.wait(deadline.begin("resolving the host name")):
+        raise deadline.timeout_error()
+    if "error" in box:
+        raise box["error"]
+    result: AddrInfo = box["result"]
+    return result
+
+
+def resolve_target(
+    host: str,
+    port: int,
+    *,
+    allow_networks: Sequence[IPNetwork],
+    deadline: Deadline,
+    resolver: Resolver = socket.getaddrinfo,
+) -> str:
+    """Resolve ``host`` and return the IP address string to connect to.
+
+    The first resolved address that is allowed wins. Raises ProbeError with DNS_FAILURE when
+    the name does not resolve, ADDRESS_BLOCKED when every address is internal and not
+    allow-listed, TIMEOUT when resolution outlasts the budget.
+    """
+    if not 0 < port < 65536:
+        raise ProbeError(ErrorCode.PROTOCOL_ERROR, f"Invalid port {port}")
+    if not host or len(host) > 253:
+        raise ProbeError(ErrorCode.DNS_FAILURE, "Invalid host name")
+    try:
+        infos = _lookup(host, port, deadline, resolver)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ProbeError(ErrorCode.DNS_FAILURE, f"Could not resolve host {host!r}: {exc}") from exc
+    addresses: list[tuple[str, IPAddress]] = []
+    for info in infos:
+        raw = str(info[4][0])
+        try:
+            addresses.append((raw, ipaddress.ip_address(raw.split("%", 1)[0])))
+        except ValueError:
+            continue
+    if not addresses:
+        raise ProbeError(ErrorCode.DNS_FAILURE, f"Host {host!r} has no usable address")
+    for raw, addr in addresses:
+        if not is_blocked(addr, allow_networks):
+            return raw
+    _LOG.info("refused probe of %s: resolves only to internal addresses", host)
+    raise ProbeError(
+        ErrorCode.ADDRESS_BLOCKED,
+        f"Host {host!r} resolves to {addresses[0][1]}, an internal address that may not be probed",
+    )
