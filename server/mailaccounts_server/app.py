@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import grpc
@@ -14,14 +13,16 @@ from grpc_reflection.v1alpha import reflection
 from mailaccounts.v1 import account_service_pb2 as pb
 from mailaccounts.v1 import account_service_pb2_grpc as pb_grpc
 
+from mailaccounts_server.concurrency import ThreadRunner
 from mailaccounts_server.config import Settings
 from mailaccounts_server.credentials import CredentialCipher, build_cipher
 from mailaccounts_server.domain import maintenance
 from mailaccounts_server.domain.accounts import AccountManager, now_us
+from mailaccounts_server.domain.connection_tests import ConnectionTestRunner
 from mailaccounts_server.domain.pagination import PageTokenCodec
+from mailaccounts_server.mail import MailProber
 from mailaccounts_server.storage import migrate
 from mailaccounts_server.storage.database import Database
-from mailaccounts_server.transport.connection_tests import ConnectionTestRunner
 from mailaccounts_server.transport.interceptors import AccountServiceInterceptor
 from mailaccounts_server.transport.servicer import AccountServicer
 
@@ -37,13 +38,15 @@ class RunningServer:
     port: int
     health: health.aio.HealthServicer  # type: ignore[name-defined]
     database: Database
-    executor: ThreadPoolExecutor
+    run_db: ThreadRunner
+    tester: ConnectionTestRunner
 
     async def stop(self, grace: float | None) -> None:
         """Health NOT_SERVING first (load balancers drain), then let in-flight calls finish."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
-        self.executor.shutdown(wait=True)
+        self.tester.shutdown()
+        self.run_db.shutdown()
         self.database.dispose()
 
 
@@ -66,7 +69,7 @@ async def create_server(settings: Settings) -> RunningServer:
     """Builds and starts the server; `settings.listen` may use port 0 (tests read `.port`)."""
     cipher = build_cipher_for(settings)
     db = open_database(settings)
-    executor = ThreadPoolExecutor(max_workers=settings.db_threads, thread_name_prefix="db")
+    run_db = ThreadRunner(settings.db_threads, "db")
     accounts = AccountManager(
         db,
         cipher,
@@ -74,12 +77,21 @@ async def create_server(settings: Settings) -> RunningServer:
         retention_us=settings.retention_us,
         request_hash_keys=cipher.derive_secrets("request-hash"),
     )
-    tester = ConnectionTestRunner()
+    prober = MailProber(
+        ca_file=settings.ca_file,
+        verify_tls=settings.tls_verify,
+        allow_networks=settings.allow_networks,
+    )
+    tester = ConnectionTestRunner(
+        accounts,
+        prober,
+        run_db,
+        max_per_tenant=settings.max_tests_per_tenant,
+        max_total=settings.max_tests_total,
+    )
 
     server = grpc.aio.server(interceptors=[AccountServiceInterceptor()])
-    pb_grpc.add_AccountServiceServicer_to_server(
-        AccountServicer(accounts, executor, tester), server
-    )
+    pb_grpc.add_AccountServiceServicer_to_server(AccountServicer(accounts, run_db, tester), server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -95,7 +107,7 @@ async def create_server(settings: Settings) -> RunningServer:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     _LOG.info("listening on %s (port %d), database %s", settings.listen, port,
               db.engine.url.render_as_string(hide_password=True))  # fmt: skip
-    return RunningServer(server, port, health_servicer, db, executor)
+    return RunningServer(server, port, health_servicer, db, run_db, tester)
 
 
 async def serve(settings: Settings) -> None:

@@ -149,7 +149,7 @@ class AccountManager:
         with self._db.transaction(write=False) as s:
             found = credential_store.get_credential(s, account.credential_id)
         if found is None or (found[0], found[1]) != (caller.tenant_id, caller.user_id):
-            raise FailedPreconditionError("the account has no stored credential")
+            raise invalid("password", "the account has no stored credential; give a password")
         aad = credential_aad(caller.tenant_id, caller.user_id, account.credential_id)
         return self._secrets.decrypt(found[2], aad=aad)
 

@@ -7,8 +7,10 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 from mailaccounts.v1 import account_service_pb2 as pb
 
+from mailaccounts_server.domain.connection_tests import ConnectionTestOutcome
 from mailaccounts_server.domain.enums import Encryption, Protocol
 from mailaccounts_server.domain.model import Account
+from mailaccounts_server.mail import ErrorCode, FolderKind
 from mailaccounts_server.storage.audit import AuditEvent
 
 PROTOCOL_TO_PB = {Protocol.IMAP: pb.PROTOCOL_IMAP, Protocol.POP3: pb.PROTOCOL_POP3}
@@ -26,6 +28,10 @@ _AUDIT_ACTIONS = {
     "UNDELETE": pb.AUDIT_ACTION_UNDELETE,
     "TEST_CONNECTION": pb.AUDIT_ACTION_TEST_CONNECTION,
 }
+_FOLDER_KINDS = {kind: pb.FolderType.Value(f"FOLDER_TYPE_{kind.name}") for kind in FolderKind}
+_ERROR_CODES = {
+    code: pb.ConnectionErrorCode.Value(f"CONNECTION_ERROR_CODE_{code.name}") for code in ErrorCode
+}
 _AUDIT_OUTCOMES = {"SUCCESS": pb.AUDIT_OUTCOME_SUCCESS, "FAILURE": pb.AUDIT_OUTCOME_FAILURE}
 
 
@@ -33,6 +39,12 @@ def timestamp(us: int) -> Timestamp:
     """A Timestamp from microseconds since the epoch."""
     seconds, micros = divmod(us, 1_000_000)
     return Timestamp(seconds=seconds, nanos=micros * 1000)
+
+
+def _error_code_by_name(name: str | None) -> pb.ConnectionErrorCode.ValueType:
+    if name is None or name not in ErrorCode.__members__:
+        return pb.CONNECTION_ERROR_CODE_UNSPECIFIED
+    return _ERROR_CODES[ErrorCode[name]]
 
 
 def account_to_pb(a: Account) -> pb.Account:
@@ -66,9 +78,7 @@ def account_to_pb(a: Account) -> pb.Account:
             pb.ConnectionTestSummary(
                 time=timestamp(t.time_us),
                 success=t.success,
-                error_code=pb.ConnectionErrorCode.Value(f"CONNECTION_ERROR_CODE_{t.error_code}")
-                if t.error_code
-                else pb.CONNECTION_ERROR_CODE_UNSPECIFIED,
+                error_code=_error_code_by_name(t.error_code),
                 message=t.message,
             )
         )
@@ -91,3 +101,29 @@ def audit_event_to_pb(e: AuditEvent) -> pb.AuditEvent:
 def present_fields(msg: Any, names: tuple[str, ...]) -> dict[str, Any]:
     """The proto3 `optional` fields of `msg` that the caller set, by name."""
     return {name: getattr(msg, name) for name in names if msg.HasField(name)}
+
+
+def test_outcome_to_pb(outcome: ConnectionTestOutcome) -> pb.TestConnectionResponse:
+    result, account = outcome.result, outcome.account
+    return pb.TestConnectionResponse(
+        success=result.success,
+        protocol=PROTOCOL_TO_PB[account.protocol],
+        server=f"{account.hostname}:{account.port}",
+        message=result.message,
+        folders=len(result.folders),
+        folder_details=[
+            pb.FolderDetail(
+                name=f.name,
+                display_name=f.display_name,
+                type=_FOLDER_KINDS[f.kind],
+                is_selectable=f.selectable,
+            )
+            for f in result.folders
+        ],
+        timestamp=timestamp(outcome.time_us),
+        error_code=_ERROR_CODES[result.error_code]
+        if result.error_code
+        else pb.CONNECTION_ERROR_CODE_UNSPECIFIED,
+        message_count=result.message_count,
+        mailbox_size_bytes=result.mailbox_size_bytes,
+    )

@@ -47,11 +47,7 @@ def _status_code(error: DomainError) -> grpc.StatusCode:
     for cls in type(error).__mro__:
         if cls in _STATUS_OF:
             return _STATUS_OF[cls]
-    return (
-        grpc.StatusCode.UNIMPLEMENTED
-        if type(error).__name__ == "UnimplementedError"
-        else grpc.StatusCode.INTERNAL
-    )
+    return grpc.StatusCode.INTERNAL
 
 
 if TYPE_CHECKING:

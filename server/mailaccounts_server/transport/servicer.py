@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Mapping
-from concurrent.futures import Executor
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 import grpc
 from mailaccounts.v1 import account_service_pb2 as pb
 from mailaccounts.v1 import account_service_pb2_grpc as pb_grpc
 
+from mailaccounts_server.concurrency import ThreadRunner
 from mailaccounts_server.domain import validation
 from mailaccounts_server.domain.accounts import AccountManager
+from mailaccounts_server.domain.connection_tests import ConnectionTestRunner
 from mailaccounts_server.domain.errors import FieldViolation, ValidationError
 from mailaccounts_server.domain.model import AccountFilter
 from mailaccounts_server.transport import convert
 from mailaccounts_server.transport.caller import current_caller
-from mailaccounts_server.transport.connection_tests import ConnectionTestRunner
 
-T = TypeVar("T")
 Context = grpc.aio.ServicerContext[Any, Any]
 _PATCH_FIELDS = (
     "account_name", "email_address", "hostname", "port", "encryption", "username",
@@ -29,17 +27,14 @@ _DELETED_MESSAGE = "Account deleted successfully"
 
 
 class AccountServicer(pb_grpc.AccountServiceServicer):
-    """Thin adapter: every rule lives in the domain; database work runs on `executor`."""
+    """Thin adapter: every rule lives in the domain; database work runs on `run_db` threads."""
 
     def __init__(
-        self, accounts: AccountManager, executor: Executor, tester: ConnectionTestRunner
+        self, accounts: AccountManager, run_db: ThreadRunner, tester: ConnectionTestRunner
     ) -> None:
         self._accounts = accounts
-        self._executor = executor
+        self._run = run_db
         self._tester = tester
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def CreateAccount(self, request: pb.CreateAccountRequest, context: Context) -> pb.Account:
         _check_enum(request.protocol, convert.PROTOCOL_FROM_PB, "protocol")
@@ -127,7 +122,17 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
     async def TestConnection(
         self, request: pb.TestConnectionRequest, context: Context
     ) -> pb.TestConnectionResponse:
-        return await self._tester.run(request, current_caller(), context.time_remaining())
+        account_id = validation.validate_id(request.id)
+        outcome = await self._tester.run(
+            current_caller(),
+            account_id,
+            password=request.password if request.HasField("password") else None,
+            timeout_seconds=(
+                request.timeout_seconds if request.HasField("timeout_seconds") else None
+            ),
+            rpc_time_remaining=context.time_remaining(),
+        )
+        return convert.test_outcome_to_pb(outcome)
 
     async def ListAuditEvents(
         self, request: pb.ListAuditEventsRequest, context: Context
