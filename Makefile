@@ -7,7 +7,8 @@ PROTO := protos/mailaccounts/v1/account_service.proto
 GEN_DIR := clients/python
 GEN := $(GEN_DIR)/mailaccounts/v1/account_service_pb2.py
 
-.PHONY: run test setup system-deps proto check-proto lint bench migrate clean
+.PHONY: run test setup system-deps proto check-proto proto-lint lint bench migrate clean
+BUF := tools/buf/node_modules/.bin/buf
 
 # Virtualenv with the project (editable) and its dev tools; redone when pyproject changes.
 $(STAMP): pyproject.toml
@@ -32,6 +33,16 @@ proto: $(STAMP)
 check-proto: $(STAMP)
 	$(PY) scripts/check_generated.py
 
+# buf lint (STANDARD, see buf.yaml) from the npm registry; skipped with a note where npm is absent.
+$(BUF): tools/buf/package.json tools/buf/package-lock.json
+	cd tools/buf && npm ci --no-audit --no-fund --silent
+	touch $(BUF)
+
+proto-lint:
+	@if command -v npm >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory $(BUF) && $(BUF) lint && echo "buf lint: clean"; \
+	else echo "proto-lint: npm not found, buf lint skipped"; fi
+
 LINT_DIRS := $(wildcard server clients tests bench scripts)
 
 lint: $(STAMP)
@@ -45,7 +56,7 @@ run: $(STAMP)
 
 # Sets up everything and runs the whole suite (lint, stub check, tests).
 test: $(STAMP) system-deps
-	$(MAKE) --no-print-directory check-proto lint
+	$(MAKE) --no-print-directory check-proto proto-lint lint
 	$(PY) -m pytest
 
 bench: $(STAMP)
