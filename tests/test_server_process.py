@@ -183,3 +183,32 @@ def test_grpcurl_health_check(process: ServerProcess) -> None:
         "grpc.health.v1.Health/Check",
     ))  # fmt: skip
     assert out == {"status": "SERVING"}
+
+
+def test_background_purge_removes_accounts_past_retention(tmp_path: Path) -> None:
+    db_path = tmp_path / "purge.db"
+    env = {
+        **ENV,
+        "MAILACCOUNTS_RETENTION_DAYS": str(0.5 / 86_400),  # half a second
+        "MAILACCOUNTS_PURGE_INTERVAL_SECONDS": "0.2",
+    }
+    server = ServerProcess(f"sqlite:///{db_path}", tmp_path, env=env)
+    try:
+        with AccountClient(server.target, new_caller()) as client:
+            kept = client.create_account(**account_fields())
+            doomed = client.create_account(**account_fields())
+            client.delete_account(doomed.id)
+
+        def ids() -> set[str]:
+            with sqlite3.connect(db_path) as conn:
+                return {row[0] for row in conn.execute("SELECT id FROM accounts")}
+
+        deadline = time.monotonic() + 20
+        while doomed.id in ids() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ids() == {kept.id}
+        with sqlite3.connect(db_path) as conn:
+            credentials = {row[0] for row in conn.execute("SELECT id FROM credentials")}
+        assert credentials == {kept.credential_id}
+    finally:
+        assert server.stop() == 0

@@ -117,10 +117,33 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    purger = (
+        asyncio.create_task(_purge_periodically(running, settings))
+        if settings.purge_interval_seconds > 0
+        else None
+    )
     await stop.wait()
     _LOG.info("shutting down (grace %.1fs)", settings.grace_seconds)
+    if purger is not None:
+        purger.cancel()
     await running.stop(settings.grace_seconds)
     _LOG.info("stopped")
+
+
+async def _purge_periodically(running: RunningServer, settings: Settings) -> None:
+    """Background purge of accounts past retention. Every replica may run it: the deletes are
+    idempotent, so concurrent passes only repeat work."""
+    while True:
+        await asyncio.sleep(settings.purge_interval_seconds)
+        try:
+            await running.run_db(
+                maintenance.purge_expired,
+                running.database,
+                now_us=now_us(),
+                retention_us=settings.retention_us,
+            )
+        except Exception:
+            _LOG.exception("background purge failed; retrying at the next interval")
 
 
 def purge_once(settings: Settings) -> int:

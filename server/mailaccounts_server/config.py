@@ -22,6 +22,8 @@ class Settings:
     credential_keys: str | None = field(default=None, repr=False)
     key_file: Path = Path("mailaccounts.key")
     retention_days: float = 30.0
+    # How often `serve` purges accounts past retention; 0 turns the background purge off.
+    purge_interval_seconds: float = 3600.0
     migrate_on_start: bool = True
     db_threads: int = 8
     db_pool_size: int = 10
@@ -88,6 +90,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         credential_keys=_env("CREDENTIAL_KEYS"),
         key_file=Path(pick("key_file", "KEY_FILE") or defaults.key_file),
         retention_days=float(_env("RETENTION_DAYS") or defaults.retention_days),
+        purge_interval_seconds=float(
+            _env("PURGE_INTERVAL_SECONDS") or defaults.purge_interval_seconds
+        ),
         migrate_on_start=not getattr(args, "no_migrate", None)
         and _truthy(_env("MIGRATE_ON_START"), defaults.migrate_on_start),
         db_threads=int(_env("DB_THREADS") or defaults.db_threads),
