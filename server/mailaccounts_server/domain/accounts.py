@@ -16,6 +16,7 @@ from typing import Protocol as TypingProtocol
 
 from sqlalchemy.orm import Session
 
+from mailaccounts_server.credentials import CredentialDecryptError
 from mailaccounts_server.domain.errors import (
     ConflictError,
     FailedPreconditionError,
@@ -151,7 +152,15 @@ class AccountManager:
         if found is None or (found[0], found[1]) != (caller.tenant_id, caller.user_id):
             raise invalid("password", "the account has no stored credential; give a password")
         aad = credential_aad(caller.tenant_id, caller.user_id, account.credential_id)
-        return self._secrets.decrypt(found[2], aad=aad)
+        try:
+            return self._secrets.decrypt(found[2], aad=aad)
+        except CredentialDecryptError as exc:
+            # A configuration problem (e.g. a retired key), not a server fault: say so cleanly.
+            _LOG.warning("stored credential of account %s cannot be decrypted: %s", account.id, exc)
+            raise FailedPreconditionError(
+                "the stored credential cannot be decrypted with this server's credential keys; "
+                "give a password in the request or set a new one with UpdateAccount"
+            ) from None
 
     # -- writes --------------------------------------------------------------------------------
 
@@ -209,7 +218,7 @@ class AccountManager:
     def update(self, caller: Caller, account_id: str, patch: AccountPatch, etag: str) -> Account:
         for _ in range(_UPDATE_ATTEMPTS):
             with self._db.transaction() as s:
-                current = self._owned(s, caller, account_id)
+                current = self._owned(s, caller, account_id, for_update=True)
                 if etag and etag != current.etag:
                     raise ConflictError("the account changed since etag was read; read it again")
                 now = max(self._clock(), current.updated_at_us + 1)
@@ -238,7 +247,7 @@ class AccountManager:
 
     def delete(self, caller: Caller, account_id: str, etag: str) -> Deletion:
         with self._db.transaction() as s:
-            current = self._owned(s, caller, account_id)
+            current = self._owned(s, caller, account_id, for_update=True)
             if etag and etag != current.etag:
                 raise ConflictError("the account changed since etag was read; read it again")
             now = max(self._clock(), current.updated_at_us + 1)
@@ -254,7 +263,7 @@ class AccountManager:
 
     def undelete(self, caller: Caller, account_id: str) -> Account:
         with self._db.transaction() as s:
-            current = self._owned(s, caller, account_id, include_deleted=True)
+            current = self._owned(s, caller, account_id, include_deleted=True, for_update=True)
             if current.deleted_at_us is None:
                 raise FailedPreconditionError("the account is not deleted")
             now = max(self._clock(), current.updated_at_us + 1)
@@ -310,9 +319,10 @@ class AccountManager:
     # -- helpers -------------------------------------------------------------------------------
 
     def _owned(
-        self, s: Session, caller: Caller, account_id: str, *, include_deleted: bool = False
-    ) -> Account:
-        account = account_store.get_account(s, account_id)
+        self, s: Session, caller: Caller, account_id: str, *, include_deleted: bool = False,
+        for_update: bool = False,
+    ) -> Account:  # fmt: skip
+        account = account_store.get_account(s, account_id, for_update=for_update)
         if account is None:
             raise NotFoundError(f"account {account_id} not found")
         if (account.tenant_id, account.user_id) != (caller.tenant_id, caller.user_id):
