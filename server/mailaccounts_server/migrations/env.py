@@ -31,6 +31,8 @@ if connection is not None:
     _run(connection)
 else:
     engine = create_engine(config.get_main_option("sqlalchemy.url") or "")
-    with engine.connect() as conn:
+    # begin(), not connect(): on PostgreSQL the advisory lock query autobegins a transaction, so
+    # Alembic treats it as the caller's and leaves the commit to us.
+    with engine.begin() as conn:
         _run(conn)
     engine.dispose()

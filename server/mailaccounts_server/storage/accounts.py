@@ -61,6 +61,7 @@ def _to_values(account: Account) -> dict[str, Any]:
         "tenant_id": account.tenant_id,
         "user_id": account.user_id,
         "account_name": account.account_name,
+        "account_name_normalized": account.account_name.lower(),
         "email_address": account.email_address,
         "email_normalized": account.email_address.lower(),
         "protocol": account.protocol.value,
@@ -89,9 +90,17 @@ def insert_account(session: Session, account: Account) -> None:
         raise AlreadyExistsError(_DUPLICATE_EMAIL) from exc
 
 
-def get_account(session: Session, account_id: str) -> Account | None:
-    """The account with this id whoever owns it; callers check ownership."""
-    row = session.execute(select(*_COLUMNS).where(_T.c.id == account_id)).first()
+def get_account(session: Session, account_id: str, *, for_update: bool = False) -> Account | None:
+    """The account with this id whoever owns it; callers check ownership.
+
+    `for_update` locks the row until the transaction ends (PostgreSQL; SQLite's write
+    transactions already hold the database lock), so a read-modify-write cannot lose its
+    compare-and-swap to a concurrent writer.
+    """
+    stmt = select(*_COLUMNS).where(_T.c.id == account_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = session.execute(stmt).first()
     return _to_account(row) if row else None
 
 
@@ -105,6 +114,8 @@ def update_account(
     """
     if "email_address" in values:
         values = {**values, "email_normalized": values["email_address"].lower()}
+    if "account_name" in values:
+        values = {**values, "account_name_normalized": values["account_name"].lower()}
     stmt = update(_T).where(_T.c.id == account_id, _T.c.version == expected_version).values(values)
     try:
         result = session.execute(stmt)
@@ -134,7 +145,7 @@ def _filters(
         conditions.append(
             or_(
                 _T.c.email_normalized.contains(flt.query.lower(), autoescape=True),
-                func.lower(_T.c.account_name).contains(flt.query.lower(), autoescape=True),
+                _T.c.account_name_normalized.contains(flt.query.lower(), autoescape=True),
             )
         )
     return conditions

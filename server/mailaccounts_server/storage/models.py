@@ -21,6 +21,9 @@ class AccountRow(Base):
     tenant_id: Mapped[str] = mapped_column(String(128))
     user_id: Mapped[str] = mapped_column(String(128))
     account_name: Mapped[str] = mapped_column(String(255))
+    # Lower-cased in Python (SQL lower() folds only ASCII under SQLite and C-locale PostgreSQL):
+    # ListAccounts' case-insensitive query matches against it.
+    account_name_normalized: Mapped[str] = mapped_column(Text, server_default="")
     email_address: Mapped[str] = mapped_column(String(254))
     # Lower-cased address: the unique index that forbids two live accounts per mailbox uses it.
     email_normalized: Mapped[str] = mapped_column(String(254))
