@@ -1,0 +1,260 @@
+"""The load generator: a closed loop of N in-flight grpc.aio calls, run in its own process.
+
+`run_closed_loop` keeps `concurrency` worker coroutines each issuing one call after another on a
+shared channel. After `warmup_s` it samples the server's CPU time (/proc/<pid>/stat) and starts
+recording; calls that complete inside the window count, with their latency from
+`time.perf_counter_ns`. At the end of the window (or after `max_calls`) it samples again.
+
+`LoadGenerator` is the parent's handle on the process: each command (seed, point, list
+latency, isolation) runs as one `asyncio.run` in the child and sends its result back over a pipe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import signal
+import time
+import traceback
+from collections import Counter, defaultdict
+from collections.abc import Callable, Coroutine
+from multiprocessing.connection import Connection
+from typing import Any
+
+import grpc
+
+from bench import workloads
+from bench.procstat import cpu_seconds, self_cpu_seconds
+from bench.stats import PointResult, summarize
+from bench.workloads import CallFn, Fixture, Identity
+
+# Separate channels get separate TCP connections only with their own subchannel pool.
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [("grpc.use_local_subchannel_pool", 1)]
+
+
+async def run_closed_loop(
+    calls: list[CallFn],
+    *,
+    workload: str,
+    target: str,
+    server_pid: int,
+    warmup_s: float,
+    duration_s: float,
+    max_calls: int | None = None,
+    drain_timeout_s: float = 15.0,
+) -> PointResult:
+    """Runs len(calls) workers (worker i loops on calls[i]) and measures one window."""
+    latencies: dict[str, list[int]] = defaultdict(list)
+    errors: Counter[str] = Counter()
+    state = {"recording": False, "stopping": False, "recorded": 0}
+    enough = asyncio.Event()
+
+    async def worker(call: CallFn) -> None:
+        while not state["stopping"]:
+            method = ""
+            t0 = time.perf_counter_ns()
+            try:
+                method = await call()
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code().name
+            except Exception as exc:  # noqa: BLE001 - any failure is an error of the point
+                code = type(exc).__name__
+            t1 = time.perf_counter_ns()
+            if state["recording"]:
+                if method:
+                    latencies[method].append(t1 - t0)
+                else:
+                    errors[code] += 1
+                state["recorded"] += 1
+                if max_calls is not None and state["recorded"] >= max_calls:
+                    enough.set()
+            if not method:
+                await asyncio.sleep(0.001)  # a failing server must not turn this into a spin
+
+    tasks = [asyncio.create_task(worker(call)) for call in calls]
+    try:
+        await asyncio.sleep(warmup_s)
+        server0, client0, t0 = cpu_seconds(server_pid), self_cpu_seconds(), time.perf_counter()
+        state["recording"] = True
+        try:
+            await asyncio.wait_for(enough.wait(), duration_s)
+        except TimeoutError:
+            pass
+        # Same event-loop step as the flag change: no completion can slip in between.
+        server1, client1, t1 = cpu_seconds(server_pid), self_cpu_seconds(), time.perf_counter()
+        state["recording"] = False
+        state["stopping"] = True
+    finally:
+        state["stopping"] = True
+        _, pending = await asyncio.wait(tasks, timeout=drain_timeout_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    result = summarize(
+        workload=workload,
+        target=target,
+        concurrency=len(calls),
+        latencies_ns=latencies,
+        errors=errors,
+        window_s=t1 - t0,
+        server_cpu_s=server1 - server0,
+        client_cpu_s=client1 - client0,
+    )
+    if pending:
+        result.notes.append(f"{len(pending)} calls still running after the window were cancelled")
+    return result
+
+
+def open_channels(target: str, count: int) -> list[grpc.aio.Channel]:
+    return [grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) for _ in range(count)]
+
+
+# -- commands run inside the load generator process ----------------------------------------------
+
+
+async def cmd_seed(target: str, reader: Identity, writer: Identity, count: int) -> Fixture:
+    async with grpc.aio.insecure_channel(target) as channel:
+        ids = await workloads.seed_accounts(channel, reader, count)
+        await workloads.seed_accounts(channel, writer, 1)
+    return Fixture(reader=reader, writer=writer, account_ids=tuple(ids))
+
+
+async def cmd_point(
+    *,
+    target: str,
+    kind: str,
+    workload: str,
+    fixture: Fixture,
+    concurrency: int,
+    server_pid: int,
+    warmup_s: float,
+    duration_s: float,
+    call_timeout_s: float,
+    channels: int,
+) -> PointResult:
+    """One workload at one concurrency against the service (kind "service") or the echo."""
+    chans = open_channels(target, channels)
+    try:
+        calls: list[CallFn] = []
+        for i in range(concurrency):
+            channel = chans[i % len(chans)]
+            if kind == "echo":
+                calls.append(workloads.echo_call(channel, fixture.reader, timeout=call_timeout_s))
+            else:
+                calls.append(
+                    workloads.service_call(
+                        workload, channel, fixture, timeout=call_timeout_s, seed=i
+                    )
+                )
+        return await run_closed_loop(
+            calls,
+            workload=workload,
+            target=kind,
+            server_pid=server_pid,
+            warmup_s=warmup_s,
+            duration_s=duration_s,
+        )
+    finally:
+        for channel in chans:
+            await channel.close(None)
+
+
+async def cmd_list_latency(
+    *, target: str, who: Identity, calls: int, server_pid: int, warmup_s: float, max_s: float
+) -> tuple[PointResult, int]:
+    """`calls` sequential first-page ListAccounts (page 50); also returns the total_size seen."""
+    from mailaccounts.v1 import account_service_pb2 as pb
+    from mailaccounts.v1 import account_service_pb2_grpc as pb_grpc
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.AccountServiceStub(channel)
+        first = await stub.ListAccounts(
+            pb.ListAccountsRequest(page_size=workloads.LIST_PAGE_SIZE), metadata=who.metadata
+        )
+
+        async def list_page() -> str:
+            request = pb.ListAccountsRequest(page_size=workloads.LIST_PAGE_SIZE)
+            await stub.ListAccounts(request, metadata=who.metadata, timeout=30)
+            return "ListAccounts"
+
+        result = await run_closed_loop(
+            [list_page],
+            workload="list-first-page",
+            target="service",
+            server_pid=server_pid,
+            warmup_s=warmup_s,
+            duration_s=max_s,
+            max_calls=calls,
+        )
+    return result, first.total_size
+
+
+async def cmd_isolation(**kwargs: Any) -> dict[str, Any]:
+    from bench.isolation import run_isolation
+
+    return await run_isolation(**kwargs)
+
+
+COMMANDS: dict[str, Callable[..., Coroutine[Any, Any, Any]]] = {
+    "seed": cmd_seed,
+    "point": cmd_point,
+    "list_latency": cmd_list_latency,
+    "isolation": cmd_isolation,
+}
+
+
+def worker_main(conn: Connection) -> None:
+    """Entry point of the load generator process: runs commands until "stop" or EOF."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    while True:
+        try:
+            name, kwargs = conn.recv()
+        except EOFError:
+            return
+        if name == "stop":
+            return
+        try:
+            conn.send(("ok", asyncio.run(COMMANDS[name](**kwargs))))
+        except BaseException:  # noqa: BLE001 - reported to the parent, which decides
+            conn.send(("error", traceback.format_exc()))
+
+
+class LoadGenerator:
+    """The parent's handle on the load generator process (spawned, so no forked gRPC state)."""
+
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=worker_main, args=(child,), name="bench-loadgen")
+        self._proc.daemon = True
+        self._proc.start()
+        child.close()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid
+
+    def run(self, command: str, *, timeout: float, **kwargs: Any) -> Any:
+        """Runs one command in the child; raises TimeoutError or RuntimeError (child's trace)."""
+        self._conn.send((command, kwargs))
+        if not self._conn.poll(timeout):
+            raise TimeoutError(f"load generator command {command!r} took more than {timeout:.0f}s")
+        status, value = self._conn.recv()
+        if status != "ok":
+            raise RuntimeError(f"load generator command {command!r} failed:\n{value}")
+        return value
+
+    def close(self) -> None:
+        if self._proc.is_alive():
+            try:
+                self._conn.send(("stop", {}))
+            except OSError:
+                pass
+            self._proc.join(3)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(3)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(3)
+        self._conn.close()
