@@ -31,6 +31,7 @@ from mailaccounts_server.domain.model import (
 from mailaccounts_server.domain.pagination import PageTokenCodec
 from mailaccounts_server.storage import accounts as account_store
 from mailaccounts_server.storage import audit as audit_store
+from mailaccounts_server.storage import counts
 from mailaccounts_server.storage import credentials as credential_store
 from mailaccounts_server.storage import idempotency as key_store
 from mailaccounts_server.storage.database import Database
@@ -198,6 +199,7 @@ class AccountManager:
                 version=1,
             )
             account_store.insert_account(s, account)
+            counts.add_live(s, caller, +1)
             self._audit(s, caller, account_id, "CREATE", _CREATED_FIELDS, now)
         _LOG.info(
             "account created tenant=%s user=%s account=%s",
@@ -244,6 +246,7 @@ class AccountManager:
             values = {"deleted_at": now, "updated_at": now, "version": current.version + 1}
             if not account_store.update_account(s, account_id, current.version, values):
                 raise ConflictError("the account changed concurrently; read it again")
+            counts.add_live(s, caller, -1)
             self._audit(s, caller, account_id, "DELETE", [], now)
         _LOG.info(
             "account deleted tenant=%s user=%s account=%s",
@@ -260,6 +263,7 @@ class AccountManager:
             values = {"deleted_at": None, "updated_at": now, "version": current.version + 1}
             if not account_store.update_account(s, account_id, current.version, values):
                 raise ConflictError("the account changed concurrently; retry")
+            counts.add_live(s, caller, +1)
             self._audit(s, caller, account_id, "UNDELETE", [], now)
             restored = account_store.get_account(s, account_id)
         assert restored is not None

@@ -31,6 +31,6 @@ if connection is not None:
     _run(connection)
 else:
     engine = create_engine(config.get_main_option("sqlalchemy.url") or "")
-    with engine.connect() as conn:
+    with engine.begin() as conn:
         _run(conn)
     engine.dispose()

@@ -8,7 +8,7 @@ itself on a primary-key read, and the service's hot paths are exactly such reads
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,8 @@ class Statement:
 
     __slots__ = ("_stmt", "_compiled")
 
-    def __init__(self, stmt: ClauseElement) -> None:
+    def __init__(self, stmt: ClauseElement | Callable[[str], ClauseElement]) -> None:
+        # A callable builds a dialect-specific statement (e.g. an upsert) from the dialect name.
         self._stmt = stmt
         self._compiled: dict[str, Compiled] = {}
 
@@ -38,7 +39,8 @@ class Statement:
         """The statement's SQL for this dialect."""
         compiled = self._compiled.get(dialect.name)
         if compiled is None:
-            c = self._stmt.compile(dialect=dialect)
+            stmt = self._stmt if isinstance(self._stmt, ClauseElement) else self._stmt(dialect.name)
+            c = stmt.compile(dialect=dialect)
             positions = getattr(c, "positiontup", None) or ()
             # Parameters the compiler added itself (literals, SQLite's OFFSET 0) carry values.
             fixed = {name: value for name, value in c.params.items() if value is not None}
