@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection
 from mailaccounts.v1 import account_service_pb2 as pb
 from mailaccounts.v1 import account_service_pb2_grpc as pb_grpc
 
-from mailaccounts_server.concurrency import ThreadRunner
+from mailaccounts_server.concurrency import InlineRunner, ThreadRunner
 from mailaccounts_server.config import Settings
 from mailaccounts_server.credentials import CredentialCipher, build_cipher
 from mailaccounts_server.domain import maintenance
@@ -91,7 +91,17 @@ async def create_server(settings: Settings) -> RunningServer:
     )
 
     server = grpc.aio.server(interceptors=[AccountServiceInterceptor()])
-    pb_grpc.add_AccountServiceServicer_to_server(AccountServicer(accounts, run_db, tester), server)
+    pb_grpc.add_AccountServiceServicer_to_server(
+        AccountServicer(
+            accounts,
+            tester,
+            run_write=run_db,
+            # SQLite readers in WAL mode never wait, so they skip the thread hop; a PostgreSQL
+            # read waits on the network and stays off the event loop.
+            run_read=InlineRunner() if db.is_sqlite else run_db,
+        ),
+        server,
+    )
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -23,3 +23,17 @@ class ThreadRunner:
 
     def shutdown(self, *, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
+
+
+class InlineRunner:
+    """Runs the work right on the event loop: for reads that cannot block (SQLite in WAL mode
+    never makes a reader wait), the thread hop costs more CPU than the read itself."""
+
+    async def __call__(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        return fn(*args, **kwargs)
+
+    def shutdown(self, *, wait: bool = True) -> None:
+        """Nothing to stop."""
+
+
+Runner = ThreadRunner | InlineRunner

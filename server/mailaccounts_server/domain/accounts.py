@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol as TypingProtocol
 
-from sqlalchemy.orm import Session
-
 from mailaccounts_server.credentials import CredentialDecryptError
 from mailaccounts_server.domain.errors import (
     ConflictError,
@@ -34,9 +32,11 @@ from mailaccounts_server.domain.model import (
 from mailaccounts_server.domain.pagination import PageTokenCodec
 from mailaccounts_server.storage import accounts as account_store
 from mailaccounts_server.storage import audit as audit_store
+from mailaccounts_server.storage import counts
 from mailaccounts_server.storage import credentials as credential_store
 from mailaccounts_server.storage import idempotency as key_store
 from mailaccounts_server.storage.database import Database
+from mailaccounts_server.storage.sql import Tx
 
 _LOG = logging.getLogger(__name__)
 _UPDATE_ATTEMPTS = 5
@@ -208,6 +208,7 @@ class AccountManager:
                 version=1,
             )
             account_store.insert_account(s, account)
+            counts.add_live(s, caller, +1)
             self._audit(s, caller, account_id, "CREATE", _CREATED_FIELDS, now)
         _LOG.info(
             "account created tenant=%s user=%s account=%s",
@@ -254,6 +255,7 @@ class AccountManager:
             values = {"deleted_at": now, "updated_at": now, "version": current.version + 1}
             if not account_store.update_account(s, account_id, current.version, values):
                 raise ConflictError("the account changed concurrently; read it again")
+            counts.add_live(s, caller, -1)
             self._audit(s, caller, account_id, "DELETE", [], now)
         _LOG.info(
             "account deleted tenant=%s user=%s account=%s",
@@ -270,6 +272,7 @@ class AccountManager:
             values = {"deleted_at": None, "updated_at": now, "version": current.version + 1}
             if not account_store.update_account(s, account_id, current.version, values):
                 raise ConflictError("the account changed concurrently; retry")
+            counts.add_live(s, caller, +1)
             self._audit(s, caller, account_id, "UNDELETE", [], now)
             restored = account_store.get_account(s, account_id)
         assert restored is not None
@@ -319,7 +322,7 @@ class AccountManager:
     # -- helpers -------------------------------------------------------------------------------
 
     def _owned(
-        self, s: Session, caller: Caller, account_id: str, *, include_deleted: bool = False,
+        self, s: Tx, caller: Caller, account_id: str, *, include_deleted: bool = False,
         for_update: bool = False,
     ) -> Account:  # fmt: skip
         account = account_store.get_account(s, account_id, for_update=for_update)
@@ -333,7 +336,7 @@ class AccountManager:
                 raise NotFoundError(f"account {account_id} not found")
         return account
 
-    def _replay(self, s: Session, caller: Caller, new: NewAccount) -> Account:
+    def _replay(self, s: Tx, caller: Caller, new: NewAccount) -> Account:
         assert new.request_id is not None
         found = key_store.find_key(s, caller, new.request_id)
         assert found is not None
@@ -345,7 +348,7 @@ class AccountManager:
             raise NotFoundError(f"account {account_id} created by this requestId was purged")
         return account
 
-    def _credential_for_create(self, s: Session, caller: Caller, new: NewAccount, now: int) -> str:
+    def _credential_for_create(self, s: Tx, caller: Caller, new: NewAccount, now: int) -> str:
         if new.password is not None:
             return self._store_password(s, caller, new.password, now)
         assert new.credential_id is not None
@@ -355,7 +358,7 @@ class AccountManager:
             raise invalid("credentialId", "credentialId does not name one of your credentials")
         return new.credential_id
 
-    def _store_password(self, s: Session, caller: Caller, password: str, now: int) -> str:
+    def _store_password(self, s: Tx, caller: Caller, password: str, now: int) -> str:
         credential_id = str(uuid.uuid4())
         aad = credential_aad(caller.tenant_id, caller.user_id, credential_id)
         credential_store.insert_credential(
@@ -364,7 +367,7 @@ class AccountManager:
         )  # fmt: skip
         return credential_id
 
-    def _drop_credential_if_unused(self, s: Session, credential_id: str, now: int) -> None:
+    def _drop_credential_if_unused(self, s: Tx, credential_id: str, now: int) -> None:
         restorable_after = now - self._retention_us
         if not account_store.credential_in_use(
             s, credential_id, restorable_after_us=restorable_after
@@ -372,7 +375,7 @@ class AccountManager:
             credential_store.delete_credentials(s, [credential_id])
 
     def _audit(
-        self, s: Session, caller: Caller, account_id: str, action: str, fields: list[str],
+        self, s: Tx, caller: Caller, account_id: str, action: str, fields: list[str],
         now: int, *, outcome: str = "SUCCESS",
     ) -> None:  # fmt: skip
         audit_store.record(

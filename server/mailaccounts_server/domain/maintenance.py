@@ -27,12 +27,12 @@ def purge_expired(db: Database, *, now_us: int, retention_us: int) -> int:
             rows = account_store.expired_deleted_accounts(s, deleted_before, BATCH)
             if not rows:
                 break
-            account_store.delete_rows(s, [r.id for r in rows])
+            account_store.delete_rows(s, [account_id for account_id, _ in rows])
             orphans = {
-                r.credential_id
-                for r in rows
+                credential_id
+                for _, credential_id in rows
                 if not account_store.credential_in_use(
-                    s, r.credential_id, restorable_after_us=deleted_before
+                    s, credential_id, restorable_after_us=deleted_before
                 )
             }
             if orphans:
@@ -55,11 +55,11 @@ def reencrypt_credentials(db: Database, cipher: CredentialCipher, *, now_us: int
             rows = credential_store.credentials_page(s, after, BATCH)
             if not rows:
                 return count
-            for row in rows:
-                if cipher.is_current(row.ciphertext):
+            for credential_id, tenant_id, user_id, ciphertext in rows:
+                if cipher.is_current(ciphertext):
                     continue
-                aad = credential_aad(row.tenant_id, row.user_id, row.id)
-                token = cipher.reencrypt(row.ciphertext, aad=aad)
-                credential_store.set_ciphertext(s, row.id, token, now_us)
+                aad = credential_aad(tenant_id, user_id, credential_id)
+                token = cipher.reencrypt(ciphertext, aad=aad)
+                credential_store.set_ciphertext(s, credential_id, token, now_us)
                 count += 1
-            after = rows[-1].id
+            after = rows[-1][0]

@@ -1,58 +1,103 @@
-"""Account queries. Functions take the request's session and never commit: the caller does."""
+"""Account queries. Functions run inside the caller's transaction and never commit."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 
 from mailaccounts_server.domain.enums import Encryption, Protocol
 from mailaccounts_server.domain.errors import AlreadyExistsError
 from mailaccounts_server.domain.model import Account, AccountFilter, Caller, ConnectionTestSummary
+from mailaccounts_server.storage import counts
 from mailaccounts_server.storage.models import AccountRow
+from mailaccounts_server.storage.sql import Statement, StatementCache, Tx
 
 _T = cast(Table, AccountRow.__table__)
 _COLUMNS = tuple(_T.c)
 _DUPLICATE_EMAIL = "an account for this emailAddress already exists"
+_LIVE_OR_RESTORABLE = or_(
+    _T.c.deleted_at.is_(None), _T.c.deleted_at > bindparam("restorable_after")
+)
+
+_INSERT = Statement(insert(_T))
+_GET = Statement(select(*_COLUMNS).where(_T.c.id == bindparam("account_id")))
+# PostgreSQL locks the row for a read-modify-write, so concurrent writers queue instead of
+# losing their compare-and-swap; SQLite compiles it away (its write transactions hold the
+# database lock already).
+_GET_FOR_UPDATE = Statement(
+    select(*_COLUMNS).where(_T.c.id == bindparam("account_id")).with_for_update()
+)
+_EXPIRED = Statement(
+    select(_T.c.id, _T.c.credential_id)
+    .where(_T.c.deleted_at.is_not(None), _T.c.deleted_at <= bindparam("deleted_before"))
+    .limit(bindparam("limit"))
+)
+_DELETE = Statement(delete(_T).where(_T.c.id == bindparam("account_id")))
+_CREDENTIAL_IN_USE = Statement(
+    select(literal(1))
+    .where(_T.c.credential_id == bindparam("credential_id"), _LIVE_OR_RESTORABLE)
+    .limit(1)
+)
+_updates = StatementCache()
+_lists = StatementCache()
+_counts = StatementCache()
 
 
-def _to_account(row: Any) -> Account:
-    """Maps a result row (all account columns) to the domain object."""
-    m = row._mapping
+def _to_account(r: Sequence[Any]) -> Account:
+    """Maps a row of all account columns, in table order, to the domain object."""
     last_test = None
-    if m["last_test_at"] is not None:
+    if r[22] is not None:
         last_test = ConnectionTestSummary(
-            time_us=m["last_test_at"],
-            success=bool(m["last_test_success"]),
-            error_code=m["last_test_error"],
-            message=m["last_test_message"] or "",
+            time_us=r[22], success=bool(r[23]), error_code=r[24], message=r[25] or ""
         )
     return Account(
-        id=m["id"],
-        tenant_id=m["tenant_id"],
-        user_id=m["user_id"],
-        account_name=m["account_name"],
-        email_address=m["email_address"],
-        protocol=Protocol(m["protocol"]),
-        hostname=m["hostname"],
-        port=m["port"],
-        encryption=Encryption(m["encryption"]),
-        username=m["username"],
-        credential_id=m["credential_id"],
-        is_sync_enabled=m["is_sync_enabled"],
-        sync_interval=m["sync_interval"],
-        last_sync_at_us=m["last_sync_at"],
-        is_syncing=m["is_syncing"],
-        is_enabled=m["is_enabled"],
-        created_at_us=m["created_at"],
-        updated_at_us=m["updated_at"],
-        version=m["version"],
-        deleted_at_us=m["deleted_at"],
+        id=r[0],
+        tenant_id=r[1],
+        user_id=r[2],
+        account_name=r[3],
+        email_address=r[5],
+        protocol=Protocol(r[7]),
+        hostname=r[8],
+        port=r[9],
+        encryption=Encryption(r[10]),
+        username=r[11],
+        credential_id=r[12],
+        is_sync_enabled=bool(r[13]),
+        sync_interval=r[14],
+        last_sync_at_us=r[15],
+        is_syncing=bool(r[16]),
+        is_enabled=bool(r[17]),
+        created_at_us=r[18],
+        updated_at_us=r[19],
+        version=r[20],
+        deleted_at_us=r[21],
         last_test=last_test,
     )
+
+
+_COLUMN_NAMES = [c.name for c in _COLUMNS]
+assert _COLUMN_NAMES == [
+    "id", "tenant_id", "user_id", "account_name", "account_name_normalized", "email_address",
+    "email_normalized",
+    "protocol", "hostname", "port", "encryption", "username", "credential_id",
+    "is_sync_enabled", "sync_interval", "last_sync_at", "is_syncing", "is_enabled",
+    "created_at", "updated_at", "version", "deleted_at", "last_test_at", "last_test_success",
+    "last_test_error", "last_test_message",
+], "_to_account reads columns by position"  # fmt: skip
 
 
 def _to_values(account: Account) -> dict[str, Any]:
@@ -79,34 +124,41 @@ def _to_values(account: Account) -> dict[str, Any]:
         "updated_at": account.updated_at_us,
         "version": account.version,
         "deleted_at": account.deleted_at_us,
+        "last_test_at": None,
+        "last_test_success": None,
+        "last_test_error": None,
+        "last_test_message": None,
     }
 
 
-def insert_account(session: Session, account: Account) -> None:
+def insert_account(tx: Tx, account: Account) -> None:
     """Inserts a new account; ALREADY_EXISTS when the owner has a live one for the address."""
     try:
-        session.execute(insert(_T).values(_to_values(account)))
-    except IntegrityError as exc:
+        tx.execute(_INSERT, _to_values(account))
+    except tx.integrity_error as exc:
         raise AlreadyExistsError(_DUPLICATE_EMAIL) from exc
 
 
-def get_account(session: Session, account_id: str, *, for_update: bool = False) -> Account | None:
+def get_account(tx: Tx, account_id: str, *, for_update: bool = False) -> Account | None:
     """The account with this id whoever owns it; callers check ownership.
 
-    `for_update` locks the row until the transaction ends (PostgreSQL; SQLite's write
-    transactions already hold the database lock), so a read-modify-write cannot lose its
-    compare-and-swap to a concurrent writer.
+    `for_update` locks the row until the transaction ends (see _GET_FOR_UPDATE).
     """
-    stmt = select(*_COLUMNS).where(_T.c.id == account_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    row = session.execute(stmt).first()
+    row = tx.first(_GET_FOR_UPDATE if for_update else _GET, {"account_id": account_id})
     return _to_account(row) if row else None
 
 
-def update_account(
-    session: Session, account_id: str, expected_version: int, values: dict[str, Any]
-) -> bool:
+def _update_statement(columns: frozenset[str], *, compare_version: bool) -> Statement:
+    def build() -> Any:
+        stmt = update(_T).where(_T.c.id == bindparam("b_account_id"))
+        if compare_version:
+            stmt = stmt.where(_T.c.version == bindparam("b_version"))
+        return stmt.values({name: bindparam(name) for name in sorted(columns)})
+
+    return _updates.get((columns, compare_version), build)
+
+
+def update_account(tx: Tx, account_id: str, expected_version: int, values: dict[str, Any]) -> bool:
     """Compare-and-swap update: applies only if the row still has `expected_version`.
 
     Returns False when a concurrent write got there first. `values` uses column names and must
@@ -116,43 +168,74 @@ def update_account(
         values = {**values, "email_normalized": values["email_address"].lower()}
     if "account_name" in values:
         values = {**values, "account_name_normalized": values["account_name"].lower()}
-    stmt = update(_T).where(_T.c.id == account_id, _T.c.version == expected_version).values(values)
+    statement = _update_statement(frozenset(values), compare_version=True)
     try:
-        result = session.execute(stmt)
-    except IntegrityError as exc:
+        cursor = tx.execute(
+            statement, {**values, "b_account_id": account_id, "b_version": expected_version}
+        )
+    except tx.integrity_error as exc:
         raise AlreadyExistsError(_DUPLICATE_EMAIL) from exc
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(cursor.rowcount)
 
 
-def _filters(
-    caller: Caller, flt: AccountFilter, restorable_after_us: int
-) -> list[ColumnElement[bool]]:
+def set_test_result(tx: Tx, account_id: str, values: dict[str, Any]) -> None:
+    """Stores a connection test outcome without touching the version (settings are unchanged)."""
+    statement = _update_statement(frozenset(values), compare_version=False)
+    tx.execute(statement, {**values, "b_account_id": account_id})
+
+
+def _filter_shape(flt: AccountFilter) -> tuple[bool, ...]:
+    return (
+        flt.show_deleted,
+        flt.protocol is not None,
+        flt.is_enabled is not None,
+        flt.is_sync_enabled is not None,
+        bool(flt.query),
+    )
+
+
+def _conditions(shape: tuple[bool, ...]) -> list[ColumnElement[bool]]:
+    show_deleted, by_protocol, by_enabled, by_sync, by_query = shape
     conditions: list[ColumnElement[bool]] = [
-        _T.c.tenant_id == caller.tenant_id,
-        _T.c.user_id == caller.user_id,
+        _T.c.tenant_id == bindparam("tenant_id"),
+        _T.c.user_id == bindparam("user_id"),
+        _LIVE_OR_RESTORABLE if show_deleted else _T.c.deleted_at.is_(None),
     ]
-    if flt.show_deleted:
-        conditions.append(or_(_T.c.deleted_at.is_(None), _T.c.deleted_at > restorable_after_us))
-    else:
-        conditions.append(_T.c.deleted_at.is_(None))
-    if flt.protocol is not None:
-        conditions.append(_T.c.protocol == flt.protocol.value)
-    if flt.is_enabled is not None:
-        conditions.append(_T.c.is_enabled == flt.is_enabled)
-    if flt.is_sync_enabled is not None:
-        conditions.append(_T.c.is_sync_enabled == flt.is_sync_enabled)
-    if flt.query:
+    if by_protocol:
+        conditions.append(_T.c.protocol == bindparam("protocol"))
+    if by_enabled:
+        conditions.append(_T.c.is_enabled == bindparam("is_enabled"))
+    if by_sync:
+        conditions.append(_T.c.is_sync_enabled == bindparam("is_sync_enabled"))
+    if by_query:
+        pattern: Any = bindparam("pattern")
         conditions.append(
             or_(
-                _T.c.email_normalized.contains(flt.query.lower(), autoescape=True),
-                _T.c.account_name_normalized.contains(flt.query.lower(), autoescape=True),
+                _T.c.email_normalized.like(pattern, escape="\\"),
+                _T.c.account_name_normalized.like(pattern, escape="\\"),
             )
         )
     return conditions
 
 
+def _filter_params(caller: Caller, flt: AccountFilter, restorable_after_us: int) -> dict[str, Any]:
+    params: dict[str, Any] = {"tenant_id": caller.tenant_id, "user_id": caller.user_id}
+    if flt.show_deleted:
+        params["restorable_after"] = restorable_after_us
+    if flt.protocol is not None:
+        params["protocol"] = flt.protocol.value
+    if flt.is_enabled is not None:
+        params["is_enabled"] = flt.is_enabled
+    if flt.is_sync_enabled is not None:
+        params["is_sync_enabled"] = flt.is_sync_enabled
+    if flt.query:
+        escaped = flt.query.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params["pattern"] = f"%{escaped}%"
+    return params
+
+
 def list_accounts(
-    session: Session,
+    tx: Tx,
     caller: Caller,
     flt: AccountFilter,
     *,
@@ -161,53 +244,77 @@ def list_accounts(
     limit: int,
 ) -> list[Account]:
     """One page of the caller's accounts, newest first, strictly after the keyset `after`."""
-    conditions = _filters(caller, flt, restorable_after_us)
-    if after is not None:
-        created, last_id = after
-        conditions.append(
-            or_(_T.c.created_at < created, and_(_T.c.created_at == created, _T.c.id < last_id))
+    shape = _filter_shape(flt)
+
+    def build() -> Any:
+        conditions = _conditions(shape)
+        if after is not None:
+            created: Any = bindparam("after_created")
+            last_id: Any = bindparam("after_id")
+            conditions.append(
+                or_(_T.c.created_at < created, and_(_T.c.created_at == created, _T.c.id < last_id))
+            )
+        return (
+            select(*_COLUMNS)
+            .where(*conditions)
+            .order_by(_T.c.created_at.desc(), _T.c.id.desc())
+            .limit(bindparam("limit"))
         )
-    stmt = (
-        select(*_COLUMNS)
-        .where(*conditions)
-        .order_by(_T.c.created_at.desc(), _T.c.id.desc())
-        .limit(limit)
+
+    statement = _lists.get((shape, after is not None), build)
+    params = _filter_params(caller, flt, restorable_after_us)
+    params["limit"] = limit
+    if after is not None:
+        params["after_created"], params["after_id"] = after
+    return [_to_account(row) for row in tx.rows(statement, params)]
+
+
+_COUNT_RESTORABLE = Statement(
+    select(func.count())
+    .select_from(_T)
+    .where(
+        _T.c.tenant_id == bindparam("tenant_id"),
+        _T.c.user_id == bindparam("user_id"),
+        _T.c.deleted_at > bindparam("restorable_after"),
     )
-    return [_to_account(row) for row in session.execute(stmt)]
+)
 
 
-def count_accounts(
-    session: Session, caller: Caller, flt: AccountFilter, *, restorable_after_us: int
-) -> int:
-    """How many of the caller's accounts match the filter."""
-    stmt = select(func.count()).select_from(_T).where(*_filters(caller, flt, restorable_after_us))
-    return int(session.execute(stmt).scalar_one())
+def count_accounts(tx: Tx, caller: Caller, flt: AccountFilter, *, restorable_after_us: int) -> int:
+    """How many of the caller's accounts match the filter.
 
-
-def expired_deleted_accounts(session: Session, deleted_before_us: int, limit: int) -> Sequence[Any]:
-    """(id, tenant_id, user_id, credential_id) of soft-deleted accounts past retention."""
-    stmt = (
-        select(_T.c.id, _T.c.tenant_id, _T.c.user_id, _T.c.credential_id)
-        .where(_T.c.deleted_at.is_not(None), _T.c.deleted_at <= deleted_before_us)
-        .limit(limit)
+    Without filters the live count comes from the owner's counter (plus, with show_deleted, a
+    count over the deleted rows' own index), so it costs the same at 100 or 100,000 accounts.
+    """
+    shape = _filter_shape(flt)
+    if not any(shape[1:]):
+        live = counts.live_count(tx, caller)
+        if not flt.show_deleted:
+            return live
+        params = {
+            "tenant_id": caller.tenant_id,
+            "user_id": caller.user_id,
+            "restorable_after": restorable_after_us,
+        }
+        return live + int(tx.scalar(_COUNT_RESTORABLE, params))
+    statement = _counts.get(
+        shape, lambda: select(func.count()).select_from(_T).where(*_conditions(shape))
     )
-    return session.execute(stmt).all()
+    return int(tx.scalar(statement, _filter_params(caller, flt, restorable_after_us)))
 
 
-def delete_rows(session: Session, account_ids: Sequence[str]) -> None:
+def expired_deleted_accounts(tx: Tx, deleted_before_us: int, limit: int) -> list[Any]:
+    """(id, credential_id) of soft-deleted accounts past retention."""
+    return tx.rows(_EXPIRED, {"deleted_before": deleted_before_us, "limit": limit})
+
+
+def delete_rows(tx: Tx, account_ids: Sequence[str]) -> None:
     """Removes accounts for good (the purge)."""
-    session.execute(delete(_T).where(_T.c.id.in_(account_ids)))
+    for account_id in account_ids:
+        tx.execute(_DELETE, {"account_id": account_id})
 
 
-def credential_in_use(session: Session, credential_id: str, *, restorable_after_us: int) -> bool:
+def credential_in_use(tx: Tx, credential_id: str, *, restorable_after_us: int) -> bool:
     """Whether a live or still-restorable account refers to the credential."""
-    stmt = select(_T.c.id).where(
-        _T.c.credential_id == credential_id,
-        or_(_T.c.deleted_at.is_(None), _T.c.deleted_at > restorable_after_us),
-    )
-    return session.execute(stmt.limit(1)).first() is not None
-
-
-def set_test_result(session: Session, account_id: str, values: dict[str, Any]) -> None:
-    """Stores a connection test outcome without touching the version (settings are unchanged)."""
-    session.execute(update(_T).where(_T.c.id == account_id).values(values))
+    params = {"credential_id": credential_id, "restorable_after": restorable_after_us}
+    return tx.first(_CREDENTIAL_IN_USE, params) is not None

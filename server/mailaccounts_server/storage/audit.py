@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, and_, insert, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, and_, bindparam, insert, or_, select
 
 from mailaccounts_server.domain.model import Caller
 from mailaccounts_server.storage.models import AuditEventRow
+from mailaccounts_server.storage.sql import Statement, StatementCache, Tx
 
 _T = cast(Table, AuditEventRow.__table__)
+_INSERT = Statement(insert(_T))
+_pages = StatementCache()
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +32,7 @@ class AuditEvent:
 
 
 def record(
-    session: Session,
+    tx: Tx,
     caller: Caller,
     *,
     account_id: str,
@@ -40,22 +42,23 @@ def record(
     now_us: int,
 ) -> None:
     """Adds an audit record to the current transaction."""
-    session.execute(
-        insert(_T).values(
-            id=str(uuid.uuid4()),
-            tenant_id=caller.tenant_id,
-            user_id=caller.user_id,
-            account_id=account_id,
-            action=action,
-            changed_fields=",".join(changed_fields),
-            outcome=outcome,
-            time=now_us,
-        )
+    tx.execute(
+        _INSERT,
+        {
+            "id": str(uuid.uuid4()),
+            "tenant_id": caller.tenant_id,
+            "user_id": caller.user_id,
+            "account_id": account_id,
+            "action": action,
+            "changed_fields": ",".join(changed_fields),
+            "outcome": outcome,
+            "time": now_us,
+        },
     )
 
 
 def list_events(
-    session: Session,
+    tx: Tx,
     caller: Caller,
     *,
     account_id: str | None,
@@ -63,23 +66,51 @@ def list_events(
     limit: int,
 ) -> list[AuditEvent]:
     """One page of the caller's events, newest first, strictly after the keyset `after`."""
-    conditions = [_T.c.tenant_id == caller.tenant_id, _T.c.user_id == caller.user_id]
-    if account_id:
-        conditions.append(_T.c.account_id == account_id)
-    if after is not None:
-        time_us, last_id = after
-        conditions.append(or_(_T.c.time < time_us, and_(_T.c.time == time_us, _T.c.id < last_id)))
-    stmt = select(_T).where(*conditions).order_by(_T.c.time.desc(), _T.c.id.desc()).limit(limit)
-    return [
-        AuditEvent(
-            id=r.id,
-            time_us=r.time,
-            tenant_id=r.tenant_id,
-            user_id=r.user_id,
-            account_id=r.account_id,
-            action=r.action,
-            changed_fields=[f for f in r.changed_fields.split(",") if f],
-            outcome=r.outcome,
+    shape = (bool(account_id), after is not None)
+
+    def build() -> object:
+        conditions = [
+            _T.c.tenant_id == bindparam("tenant_id"),
+            _T.c.user_id == bindparam("user_id"),
+        ]
+        if account_id:
+            conditions.append(_T.c.account_id == bindparam("account_id"))
+        if after is not None:
+            time_us: Any = bindparam("after_time")
+            last_id: Any = bindparam("after_id")
+            conditions.append(
+                or_(_T.c.time < time_us, and_(_T.c.time == time_us, _T.c.id < last_id))
+            )
+        return (
+            select(*_T.c)
+            .where(*conditions)
+            .order_by(_T.c.time.desc(), _T.c.id.desc())
+            .limit(bindparam("limit"))
         )
-        for r in session.execute(stmt)
-    ]
+
+    params: dict[str, object] = {
+        "tenant_id": caller.tenant_id,
+        "user_id": caller.user_id,
+        "limit": limit,
+    }
+    if account_id:
+        params["account_id"] = account_id
+    if after is not None:
+        params["after_time"], params["after_id"] = after
+    names = [c.name for c in _T.c]
+    events = []
+    for row in tx.rows(_pages.get(shape, build), params):
+        r = dict(zip(names, row, strict=True))
+        events.append(
+            AuditEvent(
+                id=r["id"],
+                time_us=r["time"],
+                tenant_id=r["tenant_id"],
+                user_id=r["user_id"],
+                account_id=r["account_id"],
+                action=r["action"],
+                changed_fields=[f for f in r["changed_fields"].split(",") if f],
+                outcome=r["outcome"],
+            )
+        )
+    return events

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
+
+from mailaccounts_server.storage.sql import Tx
 
 _LOG = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
 class Database:
-    """Owns the engine; `transaction()` is the only way code gets a session."""
+    """Owns the engine and its pool; `transaction()` is the only way code gets a connection."""
 
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
         parsed = make_url(url)
@@ -31,18 +33,49 @@ class Database:
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
-        # Writes on SQLite take the write lock up front (BEGIN IMMEDIATE) so two writers queue on
-        # the busy timeout instead of one failing when it upgrades a read lock.
-        write_engine = self.engine.execution_options(sqlite_begin="BEGIN IMMEDIATE")
-        self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._write_sessions = sessionmaker(write_engine, expire_on_commit=False)
+        self._dialect = self.engine.dialect
+        dbapi = self._dialect.dbapi
+        assert dbapi is not None
+        self._integrity_error: type[Exception] = dbapi.IntegrityError
+        # SQLite has one writer at a time. Queueing this process's writers on a lock hands the
+        # database over as soon as it is free; left to SQLite's busy handler they sleep in
+        # back-off steps of up to 100 ms and tail latency explodes under concurrent writes.
+        self._sqlite_write_lock = threading.Lock() if self.is_sqlite else None
 
     @contextmanager
-    def transaction(self, *, write: bool = True) -> Iterator[Session]:
-        """One session and one transaction: committed on success, rolled back on error."""
-        factory = self._write_sessions if write else self._read_sessions
-        with factory() as session, session.begin():
-            yield session
+    def transaction(self, *, write: bool = True) -> Iterator[Tx]:
+        """One pooled connection in one transaction: committed on success, rolled back on
+        error, returned to the pool either way."""
+        lock = self._sqlite_write_lock if write else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            with self._connection(write) as tx:
+                yield tx
+        finally:
+            if lock is not None:
+                lock.release()
+
+    @contextmanager
+    def _connection(self, write: bool) -> Iterator[Tx]:
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            try:
+                if self.is_sqlite:
+                    # Writers take the write lock up front so two of them queue on the busy
+                    # timeout instead of one failing when it upgrades a read lock.
+                    cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield Tx(cursor, self._dialect, self._integrity_error)
+                except BaseException:
+                    raw.rollback()
+                    raise
+                raw.commit()
+            finally:
+                cursor.close()
+        finally:
+            raw.close()
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -53,7 +86,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" event below emit BEGIN itself (pysqlite's own is deferred).
+        # Transactions are begun explicitly (pysqlite's implicit BEGIN is deferred and would
+        # let two writers deadlock on a lock upgrade).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -62,6 +96,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
+    # SQLAlchemy-managed connections (migrations) then need their BEGIN emitted explicitly.
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
+        conn.exec_driver_sql("BEGIN")

@@ -62,6 +62,8 @@ class AccountRow(Base):
         ),
         # The purge job finds expired soft-deleted rows without a scan.
         Index("ix_accounts_deleted_at", "deleted_at"),
+        # show_deleted counts an owner's restorable rows without walking the live ones.
+        Index("ix_accounts_owner_deleted", "tenant_id", "user_id", "deleted_at"),
     )
 
 
@@ -110,3 +112,14 @@ class AuditEventRow(Base):
     time: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = (Index("ix_audit_owner_time", "tenant_id", "user_id", "time", "id"),)
+
+
+class AccountCountRow(Base):
+    """Live accounts per owner, kept in the same transaction as every create, delete and
+    undelete, so an unfiltered ListAccounts reports total_size without counting rows."""
+
+    __tablename__ = "account_counts"
+
+    tenant_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    live: Mapped[int] = mapped_column(BigInteger)

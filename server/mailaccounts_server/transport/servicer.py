@@ -9,7 +9,7 @@ import grpc
 from mailaccounts.v1 import account_service_pb2 as pb
 from mailaccounts.v1 import account_service_pb2_grpc as pb_grpc
 
-from mailaccounts_server.concurrency import ThreadRunner
+from mailaccounts_server.concurrency import Runner
 from mailaccounts_server.domain import validation
 from mailaccounts_server.domain.accounts import AccountManager
 from mailaccounts_server.domain.connection_tests import ConnectionTestRunner
@@ -27,14 +27,21 @@ _DELETED_MESSAGE = "Account deleted successfully"
 
 
 class AccountServicer(pb_grpc.AccountServiceServicer):
-    """Thin adapter: every rule lives in the domain; database work runs on `run_db` threads."""
+    """Thin adapter: every rule lives in the domain; database work goes through the runners
+    (writes on threads; reads too, except where they cannot block: see app.create_server)."""
 
     def __init__(
-        self, accounts: AccountManager, run_db: ThreadRunner, tester: ConnectionTestRunner
+        self,
+        accounts: AccountManager,
+        tester: ConnectionTestRunner,
+        *,
+        run_write: Runner,
+        run_read: Runner,
     ) -> None:
         self._accounts = accounts
-        self._run = run_db
         self._tester = tester
+        self._run = run_write
+        self._read = run_read
 
     async def CreateAccount(self, request: pb.CreateAccountRequest, context: Context) -> pb.Account:
         _check_enum(request.protocol, convert.PROTOCOL_FROM_PB, "protocol")
@@ -60,7 +67,7 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
 
     async def GetAccount(self, request: pb.GetAccountRequest, context: Context) -> pb.Account:
         account_id = validation.validate_id(request.id)
-        account = await self._run(self._accounts.get, current_caller(), account_id)
+        account = await self._read(self._accounts.get, current_caller(), account_id)
         return convert.account_to_pb(account)
 
     async def ListAccounts(
@@ -77,7 +84,7 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
             query=request.query.strip() or None,
             show_deleted=request.show_deleted,
         )
-        page = await self._run(
+        page = await self._read(
             self._accounts.list_page, current_caller(), flt, page_size, request.page_token
         )
         return pb.ListAccountsResponse(
@@ -141,7 +148,7 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
         account_id = (
             validation.validate_id(request.account_id, "accountId") if request.account_id else ""
         )
-        events, token = await self._run(
+        events, token = await self._read(
             self._accounts.list_audit, current_caller(), account_id, page_size, request.page_token
         )
         return pb.ListAuditEventsResponse(

@@ -1,0 +1,44 @@
+"""Per-owner live account counters (total_size of an unfiltered ListAccounts in O(1))."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from mailaccounts_server.domain.model import Caller
+from mailaccounts_server.storage.models import AccountCountRow
+from mailaccounts_server.storage.sql import Statement, Tx
+
+_T = cast(Table, AccountCountRow.__table__)
+_GET = Statement(
+    select(_T.c.live).where(
+        _T.c.tenant_id == bindparam("tenant_id"), _T.c.user_id == bindparam("user_id")
+    )
+)
+
+
+def _upsert(dialect: str) -> Any:
+    # Both dialects spell INSERT ... ON CONFLICT alike; the construct itself is per dialect.
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(_T).values(
+        tenant_id=bindparam("tenant_id"), user_id=bindparam("user_id"), live=bindparam("delta")
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[_T.c.tenant_id, _T.c.user_id],
+        set_={"live": _T.c.live + stmt.excluded.live},
+    )
+
+
+_ADD = Statement(_upsert)
+
+
+def add_live(tx: Tx, caller: Caller, delta: int) -> None:
+    """Adjusts the owner's live count inside the current (write) transaction."""
+    tx.execute(_ADD, {"tenant_id": caller.tenant_id, "user_id": caller.user_id, "delta": delta})
+
+
+def live_count(tx: Tx, caller: Caller) -> int:
+    value = tx.scalar(_GET, {"tenant_id": caller.tenant_id, "user_id": caller.user_id})
+    return int(value or 0)
