@@ -139,6 +139,12 @@ def insert_account(tx: Tx, account: Account) -> None:
         raise AlreadyExistsError(_DUPLICATE_EMAIL) from exc
 
 
+def insert_accounts(tx: Tx, owner: Caller, accounts: Sequence[Account]) -> None:
+    """Bulk insert of one owner's new accounts (imports, benchmark seeding), counter included."""
+    tx.execute_many(_INSERT, [_to_values(a) for a in accounts])
+    counts.add_live(tx, owner, len(accounts))
+
+
 def get_account(tx: Tx, account_id: str, *, for_update: bool = False) -> Account | None:
     """The account with this id whoever owns it; callers check ownership.
 

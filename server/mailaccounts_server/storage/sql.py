@@ -73,6 +73,14 @@ class Tx:
         self._cursor.execute(compiled.sql, args)
         return self._cursor
 
+    def execute_many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Runs the statement once per parameter set, in one driver call (bulk loads)."""
+        compiled = statement.for_dialect(self._dialect)
+        order = compiled.order
+        batch = [{**compiled.fixed, **row} for row in rows] if compiled.fixed else rows
+        args = [[r[name] for name in order] for r in batch] if order is not None else batch
+        self._cursor.executemany(compiled.sql, args)
+
     def first(self, statement: Statement, params: Mapping[str, Any] | None = None) -> Any:
         return self.execute(statement, params).fetchone()
 
