@@ -13,7 +13,7 @@ from grpc_reflection.v1alpha import reflection
 from mailaccounts.v1 import account_service_pb2 as pb
 from mailaccounts.v1 import account_service_pb2_grpc as pb_grpc
 
-from mailaccounts_server.concurrency import InlineRunner, ThreadRunner
+from mailaccounts_server.concurrency import InlineFirstRunner, InlineRunner, ThreadRunner
 from mailaccounts_server.config import Settings
 from mailaccounts_server.credentials import CredentialCipher, build_cipher
 from mailaccounts_server.domain import maintenance
@@ -69,7 +69,9 @@ async def create_server(settings: Settings) -> RunningServer:
     """Builds and starts the server; `settings.listen` may use port 0 (tests read `.port`)."""
     cipher = build_cipher_for(settings)
     db = open_database(settings)
-    run_db = ThreadRunner(settings.db_threads, "db")
+    # SQLite has one writer at a time, so one thread does every write (more threads would only
+    # queue on the lock and fight over the GIL); PostgreSQL writes in parallel.
+    run_db = ThreadRunner(1 if db.is_sqlite else settings.db_threads, "db")
     accounts = AccountManager(
         db,
         cipher,
@@ -95,9 +97,10 @@ async def create_server(settings: Settings) -> RunningServer:
         AccountServicer(
             accounts,
             tester,
-            run_write=run_db,
-            # SQLite readers in WAL mode never wait, so they skip the thread hop; a PostgreSQL
-            # read waits on the network and stays off the event loop.
+            # SQLite readers in WAL mode never wait, so they skip the thread hop, and so do
+            # writers while nobody else holds the write lock; PostgreSQL waits on the network,
+            # so its calls stay off the event loop.
+            run_write=InlineFirstRunner(run_db) if db.is_sqlite else run_db,
             run_read=InlineRunner() if db.is_sqlite else run_db,
         ),
         server,

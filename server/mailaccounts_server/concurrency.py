@@ -8,6 +8,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from mailaccounts_server.storage.database import WouldBlock, nonblocking
+
 T = TypeVar("T")
 
 
@@ -36,4 +38,28 @@ class InlineRunner:
         """Nothing to stop."""
 
 
-Runner = ThreadRunner | InlineRunner
+class InlineFirstRunner:
+    """Runs SQLite writes on the event loop when the write lock is free at once, else on
+    `fallback`'s threads.
+
+    A thread hop costs a write more CPU than the write itself, and this process's writers are
+    serialised anyway. Only waiting (for another process's write transaction) must stay off the
+    loop: the transaction then raises WouldBlock at BEGIN, before doing anything, and the whole
+    call is re-run on a thread, where it waits as usual.
+    """
+
+    def __init__(self, fallback: ThreadRunner) -> None:
+        self._fallback = fallback
+
+    async def __call__(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        try:
+            with nonblocking():
+                return fn(*args, **kwargs)
+        except WouldBlock:
+            return await self._fallback(fn, *args, **kwargs)
+
+    def shutdown(self, *, wait: bool = True) -> None:
+        """The fallback runner is shut down by its owner."""
+
+
+Runner = ThreadRunner | InlineRunner | InlineFirstRunner

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Iterator
@@ -15,6 +16,22 @@ from mailaccounts_server.storage.sql import Tx
 
 _LOG = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+_NONBLOCKING: contextvars.ContextVar[bool] = contextvars.ContextVar("db_nonblocking", default=False)
+
+
+class WouldBlock(Exception):
+    """A non-blocking SQLite write found the write lock taken; nothing was done."""
+
+
+@contextmanager
+def nonblocking() -> Iterator[None]:
+    """Within this block, SQLite write transactions that would have to wait for the write lock
+    raise WouldBlock at BEGIN instead of waiting (see concurrency.InlineFirstRunner)."""
+    token = _NONBLOCKING.set(True)
+    try:
+        yield
+    finally:
+        _NONBLOCKING.reset(token)
 
 
 class Database:
@@ -37,6 +54,7 @@ class Database:
         dbapi = self._dialect.dbapi
         assert dbapi is not None
         self._integrity_error: type[Exception] = dbapi.IntegrityError
+        self._operational_error: type[Exception] = dbapi.OperationalError
         # SQLite has one writer at a time. Queueing this process's writers on a lock hands the
         # database over as soon as it is free; left to SQLite's busy handler they sleep in
         # back-off steps of up to 100 ms and tail latency explodes under concurrent writes.
@@ -47,17 +65,18 @@ class Database:
         """One pooled connection in one transaction: committed on success, rolled back on
         error, returned to the pool either way."""
         lock = self._sqlite_write_lock if write else None
-        if lock is not None:
-            lock.acquire()
+        nowait = lock is not None and _NONBLOCKING.get()
+        if lock is not None and not lock.acquire(blocking=not nowait):
+            raise WouldBlock
         try:
-            with self._connection(write) as tx:
+            with self._connection(write, nowait=nowait) as tx:
                 yield tx
         finally:
             if lock is not None:
                 lock.release()
 
     @contextmanager
-    def _connection(self, write: bool) -> Iterator[Tx]:
+    def _connection(self, write: bool, *, nowait: bool = False) -> Iterator[Tx]:
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
@@ -65,7 +84,7 @@ class Database:
                 if self.is_sqlite:
                     # Writers take the write lock up front so two of them queue on the busy
                     # timeout instead of one failing when it upgrades a read lock.
-                    cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                    self._begin_sqlite(cursor, write, nowait)
                 try:
                     yield Tx(cursor, self._dialect, self._integrity_error)
                 except BaseException:
@@ -76,6 +95,19 @@ class Database:
                 cursor.close()
         finally:
             raw.close()
+
+    def _begin_sqlite(self, cursor: Any, write: bool, nowait: bool) -> None:
+        if not nowait:
+            cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            return
+        # Another process (a second server, the purge command) may hold the write lock.
+        cursor.execute("PRAGMA busy_timeout=0")
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+        except self._operational_error as exc:
+            raise WouldBlock from exc
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
     def dispose(self) -> None:
         self.engine.dispose()
