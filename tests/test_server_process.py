@@ -212,3 +212,38 @@ def test_background_purge_removes_accounts_past_retention(tmp_path: Path) -> Non
         assert credentials == {kept.credential_id}
     finally:
         assert server.stop() == 0
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_workers_share_the_port_and_stop_together(sqlite_url: str, tmp_path: Path) -> None:
+    server = ServerProcess(sqlite_url, tmp_path, "--workers", "2", env=ENV)
+    try:
+        workers = _children(server.proc.pid)
+        assert len(workers) == 2
+        deadline = time.monotonic() + 20
+        while server.log().count("listening on") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert server.log().count("listening on") == 2, "both workers must have bound the port"
+        caller = new_caller()
+        # Separate channels get separate connections, which the kernel spreads over workers.
+        created = []
+        for _ in range(6):
+            with AccountClient(server.target, caller) as client:
+                created.append(client.create_account(**account_fields()).id)
+        with AccountClient(server.target, caller) as client:
+            assert {a.id for a in client.iter_accounts()} == set(created)
+    finally:
+        assert server.stop() == 0
+    assert all(not Path(f"/proc/{pid}").exists() for pid in workers)

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import sys
 
-from mailaccounts_server import app
+from mailaccounts_server import app, workers
 from mailaccounts_server.config import (
     Settings,
     add_common_arguments,
@@ -56,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from(args)
     _configure_logging(settings)
     try:
+        if command == "serve" and settings.workers > 1 and settings.worker_index is None:
+            return workers.run_workers(
+                settings,
+                argv if argv is not None else sys.argv[1:],
+                prepare=lambda: app.prepare(settings),
+            )
         if command == "serve":
             asyncio.run(app.serve(settings))
         elif command == "migrate":

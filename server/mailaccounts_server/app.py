@@ -60,9 +60,16 @@ def build_cipher_for(settings: Settings) -> CredentialCipher:
 
 def open_database(settings: Settings) -> Database:
     db = Database(settings.database_url, pool_size=settings.db_pool_size)
-    if settings.migrate_on_start:
+    # Workers of `serve --workers` find the schema migrated by their parent.
+    if settings.migrate_on_start and settings.worker_index is None:
         migrate.upgrade(db.engine)
     return db
+
+
+def prepare(settings: Settings) -> None:
+    """What `serve --workers` does once before starting workers: keys and migrations."""
+    build_cipher_for(settings)
+    open_database(settings).dispose()
 
 
 async def create_server(settings: Settings) -> RunningServer:
@@ -92,7 +99,11 @@ async def create_server(settings: Settings) -> RunningServer:
         max_total=settings.max_tests_total,
     )
 
-    server = grpc.aio.server(interceptors=[AccountServiceInterceptor()])
+    server = grpc.aio.server(
+        interceptors=[AccountServiceInterceptor()],
+        # Lets `serve --workers N` processes share the port (the kernel spreads connections).
+        options=[("grpc.so_reuseport", 1)],
+    )
     pb_grpc.add_AccountServiceServicer_to_server(
         AccountServicer(
             accounts,
@@ -132,7 +143,7 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     purger = (
         asyncio.create_task(_purge_periodically(running, settings))
-        if settings.purge_interval_seconds > 0
+        if settings.purge_interval_seconds > 0 and not settings.worker_index
         else None
     )
     await stop.wait()

@@ -34,6 +34,10 @@ class Settings:
     allow_networks: tuple[str, ...] = ()
     max_tests_per_tenant: int = 10
     max_tests_total: int = 200
+    # `serve --workers N` runs N server processes on one port (SO_REUSEPORT); a process started
+    # by it carries its index, which tells it not to spawn, migrate or (unless 0) purge.
+    workers: int = 1
+    worker_index: int | None = None
 
     @property
     def retention_us(self) -> int:
@@ -65,6 +69,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-migrate", action="store_true", default=None,
                         help="do not apply database migrations at start-up")  # fmt: skip
     parser.add_argument("--ca-file", help="extra CA bundle trusted by TestConnection")
+    parser.add_argument(
+        "--workers", type=int, help="server processes sharing the port (SO_REUSEPORT) [1]"
+    )
     parser.add_argument(
         "--allow-network",
         action="append",
@@ -103,4 +110,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
         allow_networks=tuple(a.strip() for a in allow if a and a.strip()),
         max_tests_per_tenant=int(_env("MAX_TESTS_PER_TENANT") or defaults.max_tests_per_tenant),
         max_tests_total=int(_env("MAX_TESTS_TOTAL") or defaults.max_tests_total),
+        workers=int(pick("workers", "WORKERS") or defaults.workers),
+        worker_index=int(index) if (index := _env("WORKER_INDEX")) is not None else None,
     )
