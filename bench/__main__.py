@@ -64,6 +64,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--isolation-tests", type=int, default=100, help="TestConnection in flight")
     p.add_argument("--isolation-tenants", type=int, default=10, help="tenants sharing the tests")
     p.add_argument("--channels", type=int, default=1, help="client channels (TCP connections) [1]")
+    p.add_argument(
+        "--server-workers",
+        type=int,
+        default=1,
+        help="service processes (serve --workers N; use --channels >= N so all get traffic) [1]",
+    )
     p.add_argument("--call-timeout", type=float, default=10.0, help="deadline of each call (s)")
     p.add_argument("--server-log-level", default="WARNING", help="service log level [WARNING]")
     p.add_argument(
@@ -132,6 +138,7 @@ class Bench:
             log_level=self.args.server_log_level,
             allow_network="127.0.0.0/8",
             max_tests_per_tenant=200,
+            workers=self.args.server_workers,
         )
         t_echo = servers.wait_serving(self.echo)
         t_svc = servers.wait_serving(self.service, servers.SERVICE_NAME)

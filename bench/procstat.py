@@ -12,17 +12,39 @@ from importlib import metadata
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of every thread of `pid` (seconds), from /proc/<pid>/stat.
-
-    The resolution is one clock tick (usually 10 ms), fine over windows of a second or more.
-    """
+def _stat_fields(pid: int) -> list[str]:
     with open(f"/proc/{pid}/stat", "rb") as f:
         raw = f.read().decode()
     # The command name (field 2) is in parentheses and may contain spaces: split after it.
-    fields = raw[raw.rindex(")") + 2 :].split()
-    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
-    return (utime + stime) / _CLK_TCK
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if int(_stat_fields(int(entry))[1]) == pid:  # field 4 of proc(5): ppid
+                    found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of every thread of `pid` and of its live child processes (the workers of
+    `serve --workers N`), in seconds, from /proc/<pid>/stat.
+
+    The resolution is one clock tick (usually 10 ms), fine over windows of a second or more.
+    """
+    total = 0
+    for each in (pid, *_children(pid)):
+        try:
+            fields = _stat_fields(each)
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of proc(5)
+    return total / _CLK_TCK
 
 
 def self_cpu_seconds() -> float:

@@ -115,6 +115,7 @@ def start_service(
     log_level: str,
     allow_network: str,
     max_tests_per_tenant: int,
+    workers: int = 1,
 ) -> ServerProcess:
     port = free_port()
     argv = [
@@ -123,6 +124,7 @@ def start_service(
         "--database-url", database_url,
         "--log-level", log_level,
         "--allow-network", allow_network,
+        "--workers", str(workers),
     ]  # fmt: skip
     env = {
         **os.environ,
