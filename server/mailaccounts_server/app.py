@@ -23,7 +23,7 @@ from mailaccounts_server.domain.pagination import PageTokenCodec
 from mailaccounts_server.mail import MailProber
 from mailaccounts_server.storage import migrate
 from mailaccounts_server.storage.database import Database
-from mailaccounts_server.transport.interceptors import AccountServiceInterceptor
+from mailaccounts_server.transport.interceptors import guard
 from mailaccounts_server.transport.servicer import AccountServicer
 
 _LOG = logging.getLogger(__name__)
@@ -100,11 +100,10 @@ async def create_server(settings: Settings) -> RunningServer:
     )
 
     server = grpc.aio.server(
-        interceptors=[AccountServiceInterceptor()],
         # Lets `serve --workers N` processes share the port (the kernel spreads connections).
         options=[("grpc.so_reuseport", 1)],
     )
-    pb_grpc.add_AccountServiceServicer_to_server(
+    servicer = guard(
         AccountServicer(
             accounts,
             tester,
@@ -114,8 +113,9 @@ async def create_server(settings: Settings) -> RunningServer:
             run_write=InlineFirstRunner(run_db) if db.is_sqlite else run_db,
             run_read=InlineRunner() if db.is_sqlite else run_db,
         ),
-        server,
+        pb.DESCRIPTOR.services_by_name["AccountService"],
     )
+    pb_grpc.add_AccountServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

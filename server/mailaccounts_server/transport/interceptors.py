@@ -1,4 +1,4 @@
-"""Server interceptors: who is calling, and how domain errors become gRPC statuses.
+"""The service's interceptor: who is calling, and how domain errors become gRPC statuses.
 
 Both concerns wrap the service's handlers in one place, so the servicer only reads the caller
 and raises domain errors.
@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from types import SimpleNamespace
+from typing import Any
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -29,7 +31,6 @@ from mailaccounts_server.domain.errors import (
 from mailaccounts_server.transport.caller import caller_from_metadata, reset_current, set_current
 
 _LOG = logging.getLogger(__name__)
-SERVICE_PREFIX = "/mailaccounts.v1.AccountService/"
 
 _STATUS_OF: dict[type[DomainError], grpc.StatusCode] = {
     ValidationError: grpc.StatusCode.INVALID_ARGUMENT,
@@ -50,10 +51,6 @@ def _status_code(error: DomainError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-if TYPE_CHECKING:
-    Handler = grpc.RpcMethodHandler[Any, Any]
-else:
-    Handler = grpc.RpcMethodHandler
 Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
@@ -100,29 +97,15 @@ def _wrap(behavior: Behavior, method: str) -> Behavior:
     return guarded
 
 
-class AccountServiceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Reads the caller from metadata and maps errors, for AccountService methods only."""
+def guard(servicer: Any, service: ServiceDescriptor) -> Any:
+    """The servicer with every RPC of `service` wrapped: caller from metadata, errors mapped.
 
-    def __init__(self) -> None:
-        # Handlers are fixed per method, so each is wrapped once rather than on every call.
-        self._wrapped: dict[str, Handler] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler:
-        method = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(handler_call_details)
-        if handler is None or not method.startswith(SERVICE_PREFIX) or not handler.unary_unary:
-            return handler
-        wrapped = grpc.unary_unary_rpc_method_handler(
-            _wrap(handler.unary_unary, method),  # type: ignore[arg-type]
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-        self._wrapped[method] = wrapped
-        return wrapped
+    Applied once when the server is built, rather than as a grpc.aio ServerInterceptor: the
+    interceptor chain runs for every call and cost about 10% of a GetAccount's server CPU. Only
+    this service is wrapped, so health and reflection need no metadata.
+    """
+    methods = {
+        m.name: _wrap(getattr(servicer, m.name), f"/{service.full_name}/{m.name}")
+        for m in service.methods
+    }
+    return SimpleNamespace(**methods)
