@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Any
 
@@ -14,6 +12,7 @@ from mailaccounts.v1 import account_service_pb2 as pb
 from mailaccounts_client import AccountClient, Credentials
 from support.factories import account_fields, expect_error, new_caller
 from support.grpc_server import ServerThread
+from support.racing import run_together
 
 ABORTED = grpc.StatusCode.ABORTED
 THREADS = 8
@@ -39,24 +38,6 @@ def connect() -> Iterator[Connect]:
             return clients
 
         yield open_clients
-
-
-def run_together(
-    clients: list[AccountClient], call: Callable[[AccountClient, int], Any]
-) -> list[Any]:
-    """Runs `call(client_i, i)` on one thread per client, released at once by a barrier.
-    Each result is the call's return value or the grpc.RpcError it raised."""
-    barrier = threading.Barrier(len(clients))
-
-    def worker(i: int) -> Any:
-        barrier.wait(timeout=10)
-        try:
-            return call(clients[i], i)
-        except grpc.RpcError as err:
-            return err
-
-    with ThreadPoolExecutor(len(clients)) as pool:
-        return list(pool.map(worker, range(len(clients))))
 
 
 def split(results: list[Any]) -> tuple[list[pb.Account], list[grpc.StatusCode]]:

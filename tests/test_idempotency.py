@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
 
@@ -15,6 +13,7 @@ from mailaccounts.v1 import account_service_pb2 as pb
 from mailaccounts_client import AccountClient, Credentials
 from support.factories import account_fields, bad_request_fields, expect_error, new_caller
 from support.grpc_server import ServerThread
+from support.racing import run_together
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 EXISTS = grpc.StatusCode.ALREADY_EXISTS
@@ -35,24 +34,6 @@ def racers(server: ServerThread, client: AccountClient) -> Iterator[list[Account
             grpc.channel_ready_future(c.channel).result(timeout=10)
             clients.append(c)
         yield clients
-
-
-def run_together(
-    clients: list[AccountClient], call: Callable[[AccountClient, int], Any]
-) -> list[Any]:
-    """Runs `call(client_i, i)` on one thread per client, released at once by a barrier.
-    Each result is the call's return value or the grpc.RpcError it raised."""
-    barrier = threading.Barrier(len(clients))
-
-    def worker(i: int) -> Any:
-        barrier.wait(timeout=10)
-        try:
-            return call(clients[i], i)
-        except grpc.RpcError as err:
-            return err
-
-    with ThreadPoolExecutor(len(clients)) as pool:
-        return list(pool.map(worker, range(len(clients))))
 
 
 # -- request_id -----------------------------------------------------------------------------

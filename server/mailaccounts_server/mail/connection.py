@@ -71,3 +71,23 @@ def open_socket(
     except BaseException:
         sock.close()
         raise
+
+
+class FixedAddressSocket:
+    """Mixin for ``imaplib.IMAP4`` and ``poplib.POP3``: their socket goes to the address the
+    SSRF guard checked, while ``host`` stays the host name that TLS verifies."""
+
+    host: str
+    port: int
+
+    def _use_address(
+        self, address: str, tls_context: ssl.SSLContext | None, deadline: Deadline
+    ) -> None:
+        self._address = address
+        self._tls_context = tls_context
+        self._deadline = deadline
+
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        sock = open_socket(self._address, self.port, self.host, self._tls_context, self._deadline)
+        self._deadline.apply("waiting for the server greeting", sock)
+        return sock

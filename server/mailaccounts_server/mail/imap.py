@@ -11,14 +11,13 @@ from __future__ import annotations
 import imaplib
 import logging
 import re
-import socket
 import ssl
 from typing import Any
 
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from mailaccounts_server.mail.connection import WatchedContext, open_socket
+from mailaccounts_server.mail.connection import FixedAddressSocket, WatchedContext
 from mailaccounts_server.mail.deadline import Deadline
 from mailaccounts_server.mail.folders import map_folders
 from mailaccounts_server.mail.types import Encryption, ErrorCode, Folder, ProbeError, ProbeTarget
@@ -26,7 +25,7 @@ from mailaccounts_server.mail.types import Encryption, ErrorCode, Folder, ProbeE
 _LOG = logging.getLogger(__name__)
 
 
-class _IMAP4(imaplib.IMAP4):
+class _IMAP4(FixedAddressSocket, imaplib.IMAP4):
     """``imaplib.IMAP4`` whose socket goes to a fixed address; ``host`` stays the host name."""
 
     def __init__(
@@ -37,15 +36,8 @@ class _IMAP4(imaplib.IMAP4):
         tls_context: ssl.SSLContext | None,
         deadline: Deadline,
     ) -> None:
-        self._address = address
-        self._tls_context = tls_context
-        self._deadline = deadline
+        self._use_address(address, tls_context, deadline)
         super().__init__(hostname, port, timeout=deadline.remaining())
-
-    def _create_socket(self, timeout: float | None = None) -> socket.socket:
-        sock = open_socket(self._address, self.port, self.host, self._tls_context, self._deadline)
-        self._deadline.apply("waiting for the server greeting", sock)
-        return sock
 
 
 class _IMAPClient(IMAPClient):  # type: ignore[misc]  # imapclient ships no type hints

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import logging
 import poplib
-import socket
 import ssl
 
-from mailaccounts_server.mail.connection import WatchedContext, open_socket
+from mailaccounts_server.mail.connection import FixedAddressSocket, WatchedContext
 from mailaccounts_server.mail.deadline import Deadline
 from mailaccounts_server.mail.types import Encryption, ErrorCode, ProbeError, ProbeTarget
 
 _LOG = logging.getLogger(__name__)
 
 
-class _POP3(poplib.POP3):
+class _POP3(FixedAddressSocket, poplib.POP3):
     """``poplib.POP3`` whose socket goes to a fixed address; ``host`` stays the host name."""
 
     def __init__(
@@ -29,15 +28,8 @@ class _POP3(poplib.POP3):
         tls_context: ssl.SSLContext | None,
         deadline: Deadline,
     ) -> None:
-        self._address = address
-        self._tls_context = tls_context
-        self._deadline = deadline
+        self._use_address(address, tls_context, deadline)
         super().__init__(hostname, port, timeout=deadline.remaining())
-
-    def _create_socket(self, timeout: float) -> socket.socket:
-        sock = open_socket(self._address, self.port, self.host, self._tls_context, self._deadline)
-        self._deadline.apply("waiting for the server greeting", sock)
-        return sock
 
 
 def _server_text(exc: poplib.error_proto) -> str:
