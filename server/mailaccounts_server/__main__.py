@@ -72,8 +72,12 @@ def main(argv: list[str] | None = None) -> int:
             removed = app.purge_once(settings)
             _LOG.info("purged %d accounts", removed)
         elif command == "rotate-keys":
-            count = app.rotate_keys(settings)
+            count, unreadable = app.rotate_keys(settings)
             _LOG.info("re-encrypted %d credentials", count)
+            if unreadable:
+                _LOG.error("%d credentials could not be decrypted with any configured key "
+                           "(their accounts need a new password)", unreadable)  # fmt: skip
+                return 1
     except ConfigurationError as exc:
         _LOG.error("configuration error: %s", exc)
         return 2

@@ -41,9 +41,12 @@ class RunningServer:
     run_db: ThreadRunner
     tester: ConnectionTestRunner
 
-    async def stop(self, grace: float | None) -> None:
-        """Health NOT_SERVING first (load balancers drain), then let in-flight calls finish."""
+    async def stop(self, grace: float | None, *, drain: float = 0.0) -> None:
+        """Health NOT_SERVING first, `drain` seconds for load balancers to notice while new
+        calls are still served, then `grace` for in-flight calls to finish."""
         await self.health.enter_graceful_shutdown()
+        if drain > 0:
+            await asyncio.sleep(drain)
         await self.server.stop(grace)
         self.tester.shutdown()
         self.run_db.shutdown()
@@ -91,10 +94,16 @@ async def create_server(settings: Settings) -> RunningServer:
         verify_tls=settings.tls_verify,
         allow_networks=settings.allow_networks,
     )
+    # SQLite readers in WAL mode never wait, so they skip the thread hop, and so do writers
+    # while nobody else holds the write lock; PostgreSQL waits on the network, so its calls
+    # stay off the event loop.
+    run_read = InlineRunner() if db.is_sqlite else run_db
+    run_write = InlineFirstRunner(run_db) if db.is_sqlite else run_db
     tester = ConnectionTestRunner(
         accounts,
         prober,
-        run_db,
+        run_read=run_read,
+        run_write=run_write,
         max_per_tenant=settings.max_tests_per_tenant,
         max_total=settings.max_tests_total,
     )
@@ -107,11 +116,8 @@ async def create_server(settings: Settings) -> RunningServer:
         AccountServicer(
             accounts,
             tester,
-            # SQLite readers in WAL mode never wait, so they skip the thread hop, and so do
-            # writers while nobody else holds the write lock; PostgreSQL waits on the network,
-            # so its calls stay off the event loop.
-            run_write=InlineFirstRunner(run_db) if db.is_sqlite else run_db,
-            run_read=InlineRunner() if db.is_sqlite else run_db,
+            run_write=run_write,
+            run_read=run_read,
         ),
         pb.DESCRIPTOR.services_by_name["AccountService"],
     )
@@ -150,22 +156,24 @@ async def serve(settings: Settings) -> None:
     _LOG.info("shutting down (grace %.1fs)", settings.grace_seconds)
     if purger is not None:
         purger.cancel()
-    await running.stop(settings.grace_seconds)
+    await running.stop(settings.grace_seconds, drain=settings.drain_seconds)
     _LOG.info("stopped")
 
 
 async def _purge_periodically(running: RunningServer, settings: Settings) -> None:
-    """Background purge of accounts past retention. Every replica may run it: the deletes are
-    idempotent, so concurrent passes only repeat work."""
+    """Background purge of accounts past retention, one batch per database call so that the
+    database threads stay available. Every replica may run it: the deletes are idempotent."""
     while True:
         await asyncio.sleep(settings.purge_interval_seconds)
         try:
-            await running.run_db(
+            while await running.run_db(
                 maintenance.purge_expired,
                 running.database,
                 now_us=now_us(),
                 retention_us=settings.retention_us,
-            )
+                max_batches=1,
+            ):
+                pass
         except Exception:
             _LOG.exception("background purge failed; retrying at the next interval")
 
@@ -179,7 +187,7 @@ def purge_once(settings: Settings) -> int:
         db.dispose()
 
 
-def rotate_keys(settings: Settings) -> int:
+def rotate_keys(settings: Settings) -> tuple[int, int]:
     """Re-encrypts credentials with the primary key (the `rotate-keys` command)."""
     cipher = build_cipher_for(settings)
     db = open_database(settings)

@@ -28,6 +28,9 @@ class Settings:
     db_threads: int = 8
     db_pool_size: int = 10
     grace_seconds: float = 10.0
+    # After SIGTERM: seconds of NOT_SERVING health while still serving, so load balancers
+    # stop sending calls before the listener closes. Set it to the health-check period.
+    drain_seconds: float = 0.0
     # TestConnection: extra CA bundle, deployment-wide TLS verification switch, SSRF allowlist.
     ca_file: str | None = None
     tls_verify: bool = True
@@ -105,6 +108,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         db_threads=int(_env("DB_THREADS") or defaults.db_threads),
         db_pool_size=int(_env("DB_POOL_SIZE") or defaults.db_pool_size),
         grace_seconds=float(_env("GRACE_SECONDS") or defaults.grace_seconds),
+        drain_seconds=float(_env("DRAIN_SECONDS") or defaults.drain_seconds),
         ca_file=pick("ca_file", "CA_FILE"),
         tls_verify=_truthy(_env("TLS_VERIFY"), defaults.tls_verify),
         allow_networks=tuple(a.strip() for a in allow if a and a.strip()),

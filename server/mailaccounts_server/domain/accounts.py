@@ -352,7 +352,7 @@ class AccountManager:
         if new.password is not None:
             return self._store_password(s, caller, new.password, now)
         assert new.credential_id is not None
-        found = credential_store.get_credential(s, new.credential_id)
+        found = credential_store.get_credential(s, new.credential_id, lock="share")
         if found is None or (found[0], found[1]) != (caller.tenant_id, caller.user_id):
             # One message for unknown and foreign ids: nothing leaks about other tenants.
             raise invalid("credentialId", "credentialId does not name one of your credentials")
@@ -368,11 +368,7 @@ class AccountManager:
         return credential_id
 
     def _drop_credential_if_unused(self, s: Tx, credential_id: str, now: int) -> None:
-        restorable_after = now - self._retention_us
-        if not account_store.credential_in_use(
-            s, credential_id, restorable_after_us=restorable_after
-        ):
-            credential_store.delete_credentials(s, [credential_id])
+        drop_credentials_if_unused(s, [credential_id], restorable_after_us=now - self._retention_us)
 
     def _audit(
         self, s: Tx, caller: Caller, account_id: str, action: str, fields: list[str],
@@ -389,6 +385,20 @@ class AccountManager:
         content = replace(new, request_id=None)
         material = repr(content).encode() + b"\x00" + (new.password or "").encode()
         return [hmac.new(k, material, hashlib.sha256).hexdigest() for k in self._hash_keys]
+
+
+def drop_credentials_if_unused(
+    s: Tx, credential_ids: list[str], *, restorable_after_us: int
+) -> None:
+    """Deletes each credential that no live or still-restorable account uses. The row lock
+    keeps an account from taking it into use in between (see credential_store.get_credential)."""
+    for credential_id in sorted(set(credential_ids)):
+        if credential_store.get_credential(s, credential_id, lock="update") is None:
+            continue
+        if not account_store.credential_in_use(
+            s, credential_id, restorable_after_us=restorable_after_us
+        ):
+            credential_store.delete_credentials(s, [credential_id])
 
 
 def _json_names(patch: AccountPatch) -> list[str]:

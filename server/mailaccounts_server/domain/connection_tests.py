@@ -6,14 +6,13 @@ hanging tests never take the database threads or the event loop that Get/List ne
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from mailaccounts_server.concurrency import ThreadRunner
+from mailaccounts_server.concurrency import Runner, ThreadRunner
 from mailaccounts_server.domain.accounts import AccountManager
 from mailaccounts_server.domain.errors import (
     FieldViolation,
@@ -21,6 +20,7 @@ from mailaccounts_server.domain.errors import (
     ValidationError,
 )
 from mailaccounts_server.domain.model import Account, Caller
+from mailaccounts_server.domain.validation import MAX_PASSWORD
 from mailaccounts_server.mail import ProbeResult, ProbeTarget
 
 _LOG = logging.getLogger(__name__)
@@ -50,6 +50,12 @@ def validate_test_request(password: str | None, timeout_seconds: int | None) -> 
     violations = []
     if password is not None and not password:
         violations.append(FieldViolation("password", "password must not be empty when given"))
+    elif password is not None and (len(password) > MAX_PASSWORD or "\x00" in password):
+        violations.append(
+            FieldViolation(
+                "password", f"password must be at most {MAX_PASSWORD} characters, without NUL"
+            )
+        )
     timeout = TIMEOUT_DEFAULT if timeout_seconds is None else timeout_seconds
     if not TIMEOUT_MIN <= timeout <= TIMEOUT_MAX:
         violations.append(
@@ -64,32 +70,43 @@ def validate_test_request(password: str | None, timeout_seconds: int | None) -> 
 
 
 class ConnectionTestRunner:
-    """Runs connection tests with a per-tenant cap and a global cap on this replica."""
+    """Runs connection tests with a per-tenant cap and a global cap on this replica.
+
+    A test holds its slot until its probe has finished and its outcome is recorded, even when
+    the caller cancels or its deadline passes: the probe thread keeps working until its own
+    timeout, so freeing the slot earlier would let cancelled calls pile up threads.
+    """
 
     def __init__(
         self,
         accounts: AccountManager,
         prober: Prober,
-        run_db: ThreadRunner,
         *,
+        run_read: Runner,
+        run_write: Runner,
         max_per_tenant: int,
         max_total: int,
     ) -> None:
         self._accounts = accounts
         self._prober = prober
-        self._run_db = run_db
+        self._run_read = run_read
+        self._run_write = run_write
         self._max_per_tenant = max_per_tenant
         self._max_total = max_total
         self._in_flight: Counter[str] = Counter()
         # One thread per allowed test: a test never queues behind another one.
         self._run_probe = ThreadRunner(max_total, "probe")
+        self._jobs: set[asyncio.Task[ConnectionTestOutcome]] = set()
 
     def shutdown(self) -> None:
+        """Cuts probes still in progress (they answer at once) and stops the probe threads."""
+        abort = getattr(self._prober, "abort_all", None)
+        if abort is not None:
+            abort()
         self._run_probe.shutdown(wait=False)
 
-    @contextmanager
-    def _slot(self, tenant_id: str) -> Iterator[None]:
-        # Single-threaded (event loop) bookkeeping, so no lock is needed.
+    def _take_slot(self, tenant_id: str) -> None:
+        # Event-loop-only bookkeeping, so no lock is needed.
         if self._in_flight.total() >= self._max_total:
             raise ResourceExhaustedError("too many connection tests in progress; retry later")
         if self._in_flight[tenant_id] >= self._max_per_tenant:
@@ -97,12 +114,11 @@ class ConnectionTestRunner:
                 f"at most {self._max_per_tenant} connection tests per tenant at once; retry later"
             )
         self._in_flight[tenant_id] += 1
-        try:
-            yield
-        finally:
-            self._in_flight[tenant_id] -= 1
-            if not self._in_flight[tenant_id]:
-                del self._in_flight[tenant_id]
+
+    def _release_slot(self, tenant_id: str) -> None:
+        self._in_flight[tenant_id] -= 1
+        if not self._in_flight[tenant_id]:
+            del self._in_flight[tenant_id]
 
     async def run(
         self,
@@ -113,13 +129,33 @@ class ConnectionTestRunner:
         timeout_seconds: int | None,
         rpc_time_remaining: float | None,
     ) -> ConnectionTestOutcome:
-        timeout = float(validate_test_request(password, timeout_seconds))
+        limit = float(validate_test_request(password, timeout_seconds))
+        loop = asyncio.get_running_loop()
+        # Absolute: time spent reading the account and its credential counts against it.
+        deadline = loop.time() + limit
         if rpc_time_remaining is not None:
-            timeout = max(0.1, min(timeout, rpc_time_remaining - _DEADLINE_MARGIN_S))
-        account = await self._run_db(self._accounts.get, caller, account_id)
-        with self._slot(caller.tenant_id):
+            deadline = min(deadline, loop.time() + rpc_time_remaining - _DEADLINE_MARGIN_S)
+        account = await self._run_read(self._accounts.get, caller, account_id)
+        self._take_slot(caller.tenant_id)
+        job = asyncio.ensure_future(self._probe_and_record(caller, account, password, deadline))
+        self._jobs.add(job)
+        job.add_done_callback(self._forget)
+        # Shielded: a caller that goes away does not stop the probe from being recorded.
+        return await asyncio.shield(job)
+
+    def _forget(self, job: asyncio.Task[ConnectionTestOutcome]) -> None:
+        self._jobs.discard(job)
+        # Retrieve the outcome even when the caller left, so asyncio does not warn about it.
+        if not job.cancelled() and job.exception() is not None:
+            _LOG.debug("connection test ended with %r", type(job.exception()).__name__)
+
+    async def _probe_and_record(
+        self, caller: Caller, account: Account, password: str | None, deadline: float
+    ) -> ConnectionTestOutcome:
+        try:
             if password is None:
-                password = await self._run_db(self._accounts.password_for, caller, account)
+                password = await self._run_read(self._accounts.password_for, caller, account)
+            timeout = max(0.1, deadline - asyncio.get_running_loop().time())
             target = ProbeTarget(
                 host=account.hostname,
                 port=account.port,
@@ -130,13 +166,15 @@ class ConnectionTestRunner:
                 timeout=timeout,
             )
             result = await self._run_probe(self._prober.probe, target)
-        recorded = await self._run_db(
-            self._accounts.record_test,
-            caller,
-            account,
-            success=result.success,
-            error=result.error_code.name if result.error_code else None,
-            message=result.message,
-        )
+            recorded = await self._run_write(
+                self._accounts.record_test,
+                caller,
+                account,
+                success=result.success,
+                error=result.error_code.name if result.error_code else None,
+                message=result.message,
+            )
+        finally:
+            self._release_slot(caller.tenant_id)
         assert recorded.last_test is not None
         return ConnectionTestOutcome(recorded, result, recorded.last_test.time_us)

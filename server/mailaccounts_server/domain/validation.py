@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +53,8 @@ def hostname_problem(value: str) -> str | None:
     """Why a mail server hostname is unacceptable, or None when it is fine."""
     if len(value) > 253:
         return "must be at most 253 characters"
+    if "%" in value or _CONTROL.search(value):
+        return "must be a DNS name or an IP address (no scope id or control characters)"
     try:
         ipaddress.ip_address(value)
         return None
@@ -65,8 +66,14 @@ def hostname_problem(value: str) -> str | None:
     return None
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_QUERY = 255
+
+
 def _check_text(c: _Collector, name: str, value: str, *, required: bool) -> None:
-    if not value.strip():
+    if _CONTROL.search(value):
+        c.add(name, f"{name} must not contain control characters")
+    elif not value.strip():
         if required:
             c.add(name, f"{name} is required")
         else:
@@ -104,6 +111,8 @@ def _check_hostname(c: _Collector, value: str) -> None:
 def _check_password(c: _Collector, value: str) -> None:
     if not value:
         c.add("password", "password must not be empty")
+    elif "\x00" in value:
+        c.add("password", "password must not contain NUL characters")
     elif len(value) > MAX_PASSWORD:
         c.add("password", f"password must be at most {MAX_PASSWORD} characters")
 
@@ -150,7 +159,7 @@ def validate_new_account(
     if sync_interval is not None:
         _check_sync_interval(c, sync_interval)
     if request_id and not _is_uuid(request_id):
-        c.add("requestId", "requestId must be a UUID")
+        c.add("requestId", "requestId must be a UUID (8-4-4-4-12 hex digits)")
     c.raise_if_any()
     return NewAccount(
         account_name=account_name.strip(),
@@ -164,7 +173,7 @@ def validate_new_account(
         password=password,
         is_sync_enabled=True if is_sync_enabled is None else is_sync_enabled,
         sync_interval=SYNC_INTERVAL_DEFAULT if sync_interval is None else sync_interval,
-        request_id=request_id.lower() or None,
+        request_id=_canonical_uuid(request_id) if request_id else None,
     )
 
 
@@ -200,7 +209,20 @@ def validate_id(value: str, name: str = "id") -> str:
         raise ValidationError([FieldViolation(name, f"{name} is required")])
     if not _is_uuid(value):
         raise ValidationError([FieldViolation(name, f"{name} must be a UUID")])
-    return value.lower()
+    return _canonical_uuid(value)
+
+
+def validate_query(value: str) -> str | None:
+    """The ListAccounts substring filter, stripped; None when empty."""
+    if _CONTROL.search(value):
+        raise ValidationError(
+            [FieldViolation("query", "query must not contain control characters")]
+        )
+    if len(value) > MAX_QUERY:
+        raise ValidationError(
+            [FieldViolation("query", f"query must be at most {MAX_QUERY} characters")]
+        )
+    return value.strip() or None
 
 
 def validate_page_size(page_size: int, *, default: int = 50, maximum: int = 1000) -> int:
@@ -212,9 +234,16 @@ def validate_page_size(page_size: int, *, default: int = 50, maximum: int = 1000
     return min(page_size, maximum)
 
 
+_UUID_TEXT = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+
+
 def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+    """Only the canonical 36-character form: `uuid.UUID` also takes braces, `urn:uuid:` and
+    bare hex, which would make one id look like several."""
+    return bool(_UUID_TEXT.match(value))
+
+
+def _canonical_uuid(value: str) -> str:
+    return value.lower()

@@ -46,7 +46,15 @@ _EXPIRED = Statement(
     .where(_T.c.deleted_at.is_not(None), _T.c.deleted_at <= bindparam("deleted_before"))
     .limit(bindparam("limit"))
 )
-_DELETE = Statement(delete(_T).where(_T.c.id == bindparam("account_id")))
+# Only a row that is still deleted and expired: an undelete that committed after the purge
+# picked its batch must win.
+_DELETE_EXPIRED = Statement(
+    delete(_T).where(
+        _T.c.id == bindparam("account_id"),
+        _T.c.deleted_at.is_not(None),
+        _T.c.deleted_at <= bindparam("deleted_before"),
+    )
+)
 _CREDENTIAL_IN_USE = Statement(
     select(literal(1))
     .where(_T.c.credential_id == bindparam("credential_id"), _LIVE_OR_RESTORABLE)
@@ -314,10 +322,10 @@ def expired_deleted_accounts(tx: Tx, deleted_before_us: int, limit: int) -> list
     return tx.rows(_EXPIRED, {"deleted_before": deleted_before_us, "limit": limit})
 
 
-def delete_rows(tx: Tx, account_ids: Sequence[str]) -> None:
-    """Removes accounts for good (the purge)."""
+def delete_expired(tx: Tx, account_ids: Sequence[str], deleted_before_us: int) -> None:
+    """Removes accounts for good (the purge), each only if still deleted before the cutoff."""
     for account_id in account_ids:
-        tx.execute(_DELETE, {"account_id": account_id})
+        tx.execute(_DELETE_EXPIRED, {"account_id": account_id, "deleted_before": deleted_before_us})
 
 
 def credential_in_use(tx: Tx, credential_id: str, *, restorable_after_us: int) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from sqlalchemy import Table, bindparam, delete, insert, select, update
 
@@ -11,11 +11,15 @@ from mailaccounts_server.storage.sql import Statement, Tx
 
 _T = cast(Table, CredentialRow.__table__)
 _INSERT = Statement(insert(_T))
-_GET = Statement(
-    select(_T.c.tenant_id, _T.c.user_id, _T.c.ciphertext).where(
-        _T.c.id == bindparam("credential_id")
-    )
+_SELECT = select(_T.c.tenant_id, _T.c.user_id, _T.c.ciphertext).where(
+    _T.c.id == bindparam("credential_id")
 )
+_GET = Statement(_SELECT)
+# On PostgreSQL an account that starts using a credential (FOR SHARE) and the deletion of an
+# unused one (FOR UPDATE) serialise on the row; SQLite compiles the locks away (its writers are
+# serialised already).
+_GET_SHARED = Statement(_SELECT.with_for_update(read=True))
+_GET_EXCLUSIVE = Statement(_SELECT.with_for_update())
 _SET = Statement(
     update(_T)
     .where(_T.c.id == bindparam("credential_id"))
@@ -46,9 +50,16 @@ def insert_credential(
     )
 
 
-def get_credential(tx: Tx, credential_id: str) -> tuple[str, str, str] | None:
-    """(tenant_id, user_id, ciphertext) of a credential, whoever owns it; callers check."""
-    row = tx.first(_GET, {"credential_id": credential_id})
+def get_credential(
+    tx: Tx, credential_id: str, *, lock: Literal["share", "update"] | None = None
+) -> tuple[str, str, str] | None:
+    """(tenant_id, user_id, ciphertext) of a credential, whoever owns it; callers check.
+
+    `lock` holds the row until the transaction ends: "share" while an account takes it into
+    use, "update" before deciding to delete it.
+    """
+    statement = {None: _GET, "share": _GET_SHARED, "update": _GET_EXCLUSIVE}[lock]
+    row = tx.first(statement, {"credential_id": credential_id})
     return (row[0], row[1], row[2]) if row else None
 
 

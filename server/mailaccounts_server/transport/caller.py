@@ -21,11 +21,18 @@ _CURRENT: contextvars.ContextVar[Caller] = contextvars.ContextVar("mailaccounts_
 def caller_from_metadata(metadata: Sequence[tuple[str, Any]] | None) -> Caller:
     """The (tenant, user) of a call; UNAUTHENTICATED when either is missing or malformed."""
     tenant = user = ""
+    seen: set[str] = set()
     for key, value in metadata or ():
-        if key == TENANT_KEY:
-            tenant = value if isinstance(value, str) else ""
-        elif key == USER_KEY:
-            user = value if isinstance(value, str) else ""
+        if key in (TENANT_KEY, USER_KEY):
+            if key in seen:
+                # A proxy that appends instead of replacing must not let a client pick its tenant.
+                raise UnauthenticatedError(f"metadata {key} must be given once")
+            seen.add(key)
+            text = value if isinstance(value, str) else ""
+            if key == TENANT_KEY:
+                tenant = text
+            else:
+                user = text
     tenant, user = tenant.strip(), user.strip()
     if not tenant or not user:
         missing = [k for k, v in ((TENANT_KEY, tenant), (USER_KEY, user)) if not v]

@@ -81,7 +81,7 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
             is_sync_enabled=(
                 request.is_sync_enabled if request.HasField("is_sync_enabled") else None
             ),
-            query=request.query.strip() or None,
+            query=validation.validate_query(request.query),
             show_deleted=request.show_deleted,
         )
         page = await self._read(
@@ -98,7 +98,10 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
         account_id = validation.validate_id(request.id)
         present = convert.present_fields(request, _PATCH_FIELDS)
         if "encryption" in present:
-            _check_enum(present["encryption"], convert.ENCRYPTION_FROM_PB, "encryption")
+            if present["encryption"] not in convert.ENCRYPTION_FROM_PB:
+                raise ValidationError(
+                    [FieldViolation("encryption", "encryption must be TLS, STARTTLS or NONE")]
+                )
             present["encryption"] = convert.ENCRYPTION_FROM_PB[present["encryption"]]
         password = request.password if request.HasField("password") else None
         patch = validation.validate_patch(present, password)

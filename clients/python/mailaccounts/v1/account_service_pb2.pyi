@@ -621,7 +621,9 @@ class UpdateAccountRequest(_message.Message):
     is_enabled: _builtins.bool
     """Turn the account on or off."""
     password: _builtins.str
-    """New mailbox password; replaces the stored credential's secret."""
+    """New mailbox password: stored encrypted as a new credential of this account
+    (credential_id changes); other accounts sharing the old credential keep it.
+    """
     etag: _builtins.str
     """When set, the update only applies if the account's etag still equals
     this; otherwise it fails with ABORTED.
