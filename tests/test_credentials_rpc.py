@@ -321,3 +321,25 @@ def test_retired_key_alone_gets_a_clean_error_after_rotation(
     )
     assert "credential" in err.details()
     assert "cannot be decrypted" in err.details()
+
+
+@SQLITE_ONLY
+def test_rotate_keys_reports_credentials_no_key_can_decrypt(
+    account_under_key_a: tuple[pb.Account, Credentials],
+    settings: Settings,
+    tmp_path: Path,
+    key_a: str,
+    key_b: str,
+) -> None:
+    account, _ = account_under_key_a
+    before = credential_rows(settings.database_url)[account.credential_id][2]
+    env = {**os.environ, "MAILACCOUNTS_CREDENTIAL_KEYS": key_b}  # key A already dropped
+    done = subprocess.run(
+        [sys.executable, "-m", "mailaccounts_server", "rotate-keys", "--database-url",
+         settings.database_url],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "1 credentials could not be decrypted" in done.stderr
+    assert account.credential_id in done.stderr
+    assert credential_rows(settings.database_url)[account.credential_id][2] == before
