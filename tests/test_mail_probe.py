@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import logging
+import poplib
 import socket
 import threading
 import time
@@ -25,6 +27,7 @@ from mailaccounts_server.mail import (
 )
 from mailaccounts_server.mail.deadline import Deadline
 from mailaccounts_server.mail.folders import display_name, folder_kind, is_selectable, make_folder
+from mailaccounts_server.mail.prober import classify
 from mailaccounts_server.mail.resolve import is_blocked, parse_networks, resolve_target
 from support.dovecot import (
     EXTRA_FOLDERS,
@@ -34,6 +37,11 @@ from support.dovecot import (
 
 LOOPBACK = ("127.0.0.0/8",)
 WRONG_PASSWORD = "not-the-Right-one-42"
+# A third Dovecot user with a non-ASCII password, added at run time by the ``carol`` fixture.
+CAROL = "carol@example.com"
+CAROL_PASSWORD = "sécret-pässword"
+WRONG_UTF8_PASSWORD = "wrönges-pässwort"
+ABORTED = "aborted: server shutting down"
 
 _PORTS = {
     (Protocol.IMAP, Encryption.TLS): "imaps",
@@ -314,6 +322,103 @@ def test_loopback_blocked_without_allow_list(dovecot: DovecotServer, host: str) 
     assert "internal address" in result.message
 
 
+# --- non-ASCII credentials ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def carol(dovecot: DovecotServer) -> tuple[str, str]:
+    """Add a user with a non-ASCII password to the running Dovecot.
+
+    Dovecot re-reads its passwd-file when it changes, at most once a second: wait until a plain
+    poplib login (UTF-8) works.
+    """
+    users = dovecot.workdir / "users"
+    if CAROL not in users.read_text(encoding="utf-8"):
+        with users.open("a", encoding="utf-8") as out:
+            out.write(f"{CAROL}:{{PLAIN}}{CAROL_PASSWORD}::::::nodelay=y\n")
+    give_up = time.monotonic() + 10
+    while True:
+        client = poplib.POP3(dovecot.host, dovecot.pop3, timeout=5)
+        try:
+            client.user(CAROL)
+            client.pass_(CAROL_PASSWORD)
+            break
+        except poplib.error_proto:
+            if time.monotonic() > give_up:
+                raise
+            time.sleep(0.2)
+        finally:
+            client.close()
+    return CAROL, CAROL_PASSWORD
+
+
+def _assert_not_logged(caplog: pytest.LogCaptureFixture, *secrets: str) -> None:
+    texts = [record.getMessage() for record in caplog.records]
+    texts += [record.exc_text or "" for record in caplog.records]
+    texts.append(caplog.text)
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text, (secret, text)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "encryption"),
+    [
+        (Protocol.IMAP, Encryption.TLS),
+        (Protocol.IMAP, Encryption.STARTTLS),
+        (Protocol.IMAP, Encryption.NONE),
+        (Protocol.POP3, Encryption.TLS),
+        (Protocol.POP3, Encryption.NONE),
+    ],
+)
+def test_non_ascii_password(
+    dovecot: DovecotServer,
+    prober: MailProber,
+    carol: tuple[str, str],
+    caplog: pytest.LogCaptureFixture,
+    protocol: Protocol,
+    encryption: Encryption,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    user, password = carol
+    target = dataclasses.replace(
+        _target(dovecot, protocol, encryption), username=user, password=password
+    )
+    result = _probe(prober, target)
+    assert result.success, result.message
+    wrong = _probe(prober, dataclasses.replace(target, password=WRONG_UTF8_PASSWORD))
+    assert wrong.error_code is ErrorCode.AUTH_FAILURE, wrong.message
+    assert wrong.message.startswith("Authentication failed: ")
+    # alice's ASCII password is refused when sent in UTF-8 with a non-ASCII one of hers
+    alice = _probe(prober, _target(dovecot, protocol, encryption, password=WRONG_UTF8_PASSWORD))
+    assert alice.error_code is ErrorCode.AUTH_FAILURE, alice.message
+    _assert_not_logged(caplog, password, WRONG_UTF8_PASSWORD, "é", "ä", "ö")
+
+
+def test_unicode_error_is_reported_without_its_text(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    deadline = Deadline(5)
+    deadline.begin("logging in")
+    try:
+        "sécret-pw".encode("ascii")
+    except UnicodeEncodeError as exc:
+        error = classify(exc, deadline, "127.0.0.1", 143)
+    assert error.code is ErrorCode.AUTH_FAILURE
+    assert "é" not in error.message and "position" not in error.message
+    deadline.begin("listing folders")
+    error = classify(UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad"), deadline, None, 143)
+    assert error.message == "Text encoding error while listing folders"
+    # Unexpected exceptions are logged by type and place only: their text may quote a secret.
+    secret = "sécret-pw"
+    try:
+        raise RuntimeError(f"{secret} leaked")
+    except RuntimeError as exc:
+        error = classify(exc, deadline, None, 143)
+    assert error.message == "Unexpected RuntimeError while listing folders"
+    assert "test_unicode_error_is_reported_without_its_text" in caplog.text  # where, at least
+    _assert_not_logged(caplog, "sécret", "é")
+
+
 # --- fake servers for misbehaviour Dovecot will not show ------------------------------------
 
 
@@ -463,6 +568,269 @@ def test_slow_drip_tls_handshake_cannot_stretch_the_deadline() -> None:
     assert 1.5 <= elapsed < 2.5, elapsed
 
 
+def _pop3_script(
+    pass_reply: bytes, stat_reply: bytes = b"+OK 0 0\r\n"
+) -> Callable[[_Recorder], None]:
+    """A POP3 server that accepts USER and answers PASS and STAT with the given lines."""
+
+    def script(conn: _Recorder) -> None:
+        conn.sendall(b"+OK fake POP3 ready\r\n")
+        while line := conn.recv_line():
+            command = line.upper()
+            if command.startswith(b"USER"):
+                conn.sendall(b"+OK send PASS\r\n")
+            elif command.startswith(b"PASS"):
+                conn.sendall(pass_reply)
+            elif command.startswith(b"STAT"):
+                conn.sendall(stat_reply)
+            elif command.startswith(b"QUIT"):
+                conn.sendall(b"+OK bye\r\n")
+                return
+            else:
+                conn.sendall(b"-ERR unexpected\r\n")
+
+    return script
+
+
+def _pop3_probe(script: Callable[[_Recorder], None], password: str = "pw-1") -> ProbeResult:
+    with _fake_server(script) as (port, _received):
+        prober = MailProber(allow_networks=LOOPBACK)
+        target = ProbeTarget("127.0.0.1", port, Protocol.POP3, Encryption.NONE, "u", password, 5)
+        return _probe(prober, target)
+
+
+def _assert_clean(message: str) -> None:
+    assert not any(ord(char) < 0x20 or ord(char) == 0x7F for char in message), repr(message)
+    assert len(message) <= 500
+
+
+def test_hostile_stat_numbers_are_clamped() -> None:
+    stat = b"+OK 99999999999 99999999999999999999999\r\n"
+    result = _pop3_probe(_pop3_script(b"+OK logged in\r\n", stat))
+    assert result.success, result.message
+    assert result.message_count == 2**31 - 1
+    assert result.mailbox_size_bytes == 2**63 - 1
+    negative = _pop3_probe(_pop3_script(b"+OK logged in\r\n", b"+OK -5 -7\r\n"))
+    assert (negative.message_count, negative.mailbox_size_bytes) == (0, 0)
+
+
+@pytest.mark.parametrize("stat", [b"+OK\r\n", b"+OK many lots\r\n"])
+def test_malformed_stat_is_protocol_error(stat: bytes) -> None:
+    result = _pop3_probe(_pop3_script(b"+OK logged in\r\n", stat))
+    assert result.error_code is ErrorCode.PROTOCOL_ERROR
+    assert result.message == "STAT failed: malformed reply"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"-ERR bad\x00pass\r\n",
+        b"-ERR bad\x1b[31mpass\x07\x7f\rFAKE LOG LINE\r\n",
+        b"-ERR " + b"x" * 1500 + b"\r\n",
+    ],
+)
+def test_hostile_server_text_is_sanitised(reply: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="mailaccounts_server")
+    result = _pop3_probe(_pop3_script(reply))
+    assert result.error_code is ErrorCode.AUTH_FAILURE
+    assert result.message.startswith("Authentication failed: ")
+    _assert_clean(result.message)
+    for record in caplog.records:
+        _assert_clean(record.getMessage())
+
+
+def test_hostile_imap_text_is_sanitised() -> None:
+    def script(conn: _Recorder) -> None:
+        conn.sendall(b"* OK fake IMAP ready\r\n")
+        while line := conn.recv_line():
+            tag, _, command = line.strip().partition(b" ")
+            if command.upper().startswith(b"CAPABILITY"):
+                conn.sendall(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK done\r\n")
+            elif command.upper().startswith(b"LOGIN"):
+                conn.sendall(tag + b" NO go\x00away\x1b[2J\x08\x08 now\r\n")
+            else:
+                conn.sendall(b"* BYE bye\r\n" + tag + b" OK done\r\n")
+                return
+
+    with _fake_server(script) as (port, _received):
+        prober = MailProber(allow_networks=LOOPBACK)
+        target = ProbeTarget("127.0.0.1", port, Protocol.IMAP, Encryption.NONE, "u", "pw-1", 5)
+        result = _probe(prober, target)
+    assert result.error_code is ErrorCode.AUTH_FAILURE
+    assert result.message.startswith("Authentication failed: go away")
+    _assert_clean(result.message)
+
+
+def test_non_ascii_credentials_use_authenticate_plain_in_utf8() -> None:
+    sent: list[bytes] = []
+
+    def script(conn: _Recorder) -> None:
+        conn.sendall(b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake IMAP ready\r\n")
+        while line := conn.recv_line():
+            tag, _, command = line.strip().partition(b" ")
+            if command.upper() == b"AUTHENTICATE PLAIN":
+                conn.sendall(b"+ \r\n")
+                sent.append(base64.b64decode(conn.recv_line().strip()))
+                conn.sendall(tag + b" NO [AUTHENTICATIONFAILED] Authentication failed.\r\n")
+            elif command.upper().startswith(b"CAPABILITY"):
+                conn.sendall(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK done\r\n")
+            else:
+                conn.sendall(b"* BYE bye\r\n" + tag + b" OK done\r\n")
+                return
+
+    with _fake_server(script) as (port, received):
+        prober = MailProber(allow_networks=LOOPBACK)
+        target = ProbeTarget(
+            "127.0.0.1", port, Protocol.IMAP, Encryption.NONE, "jürgen", CAROL_PASSWORD, 5
+        )
+        result = _probe(prober, target)
+    assert result.error_code is ErrorCode.AUTH_FAILURE
+    assert result.message == "Authentication failed: [AUTHENTICATIONFAILED] Authentication failed."
+    assert sent == [b"\0" + "jürgen".encode() + b"\0" + CAROL_PASSWORD.encode()]
+    assert not any(b"LOGIN" in line.upper() for line in received)
+
+
+@pytest.mark.parametrize("protocol", [Protocol.IMAP, Protocol.POP3])
+@pytest.mark.parametrize("password", ["pw\r\nDELE 1", "pw\nx", "pw\0x"])
+def test_credentials_with_line_breaks_are_never_sent(protocol: Protocol, password: str) -> None:
+    script = _imap_without_starttls if protocol is Protocol.IMAP else _pop3_script(b"+OK\r\n")
+    with _fake_server(script) as (port, received):
+        prober = MailProber(allow_networks=LOOPBACK)
+        target = ProbeTarget("127.0.0.1", port, protocol, Encryption.NONE, "u", password, 5)
+        result = _probe(prober, target)
+    assert result.error_code is ErrorCode.AUTH_FAILURE
+    assert "cannot be sent" in result.message
+    sent = b"".join(received).upper()
+    assert b"LOGIN" not in sent and b"PASS" not in sent and b"DELE" not in sent
+
+
+# --- abort_all (server shutdown) -----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _silent_server() -> Iterator[tuple[int, threading.Event]]:
+    """Accepts one connection and never says a word; yields (port, accepted)."""
+    accepted = threading.Event()
+    stop = threading.Event()
+
+    def script(conn: _Recorder) -> None:
+        accepted.set()
+        stop.wait(10)
+
+    try:
+        with _fake_server(script) as (port, _received):
+            yield port, accepted
+            stop.set()
+    finally:
+        stop.set()
+
+
+def _run_in_thread(prober: MailProber, target: ProbeTarget) -> tuple[threading.Thread, list[Any]]:
+    box: list[Any] = []
+    thread = threading.Thread(target=lambda: box.append(prober.probe(target)), daemon=True)
+    thread.start()
+    return thread, box
+
+
+@pytest.mark.parametrize(
+    ("protocol", "encryption"),
+    [
+        (Protocol.IMAP, Encryption.TLS),  # stuck in the TLS handshake
+        (Protocol.IMAP, Encryption.NONE),  # stuck waiting for the greeting
+        (Protocol.POP3, Encryption.STARTTLS),
+    ],
+)
+def test_abort_all_cuts_probes_in_progress(protocol: Protocol, encryption: Encryption) -> None:
+    prober = MailProber(allow_networks=LOOPBACK)
+    with _silent_server() as (port, accepted):
+        target = ProbeTarget("127.0.0.1", port, protocol, encryption, "u", "pw-1", 30)
+        thread, box = _run_in_thread(prober, target)
+        assert accepted.wait(5)
+        time.sleep(0.2)  # let the probe block in its read
+        started = time.monotonic()
+        prober.abort_all()
+        thread.join(2)
+        elapsed = time.monotonic() - started
+    assert not thread.is_alive(), "probe still running 2 s after abort_all()"
+    assert elapsed < 2.0
+    [result] = box
+    assert result.error_code is ErrorCode.CONNECTION_REFUSED
+    assert result.message == ABORTED
+    # A probe that starts after abort_all() (a queued one) fails at once without connecting.
+    started = time.monotonic()
+    late = _probe(prober, ProbeTarget("127.0.0.1", port, protocol, encryption, "u", "p", 30))
+    assert late.message == ABORTED
+    assert time.monotonic() - started < 0.5
+
+
+def test_abort_all_cuts_a_probe_in_blackhole(blackhole_port: int) -> None:
+    prober = MailProber(allow_networks=LOOPBACK)
+    target = ProbeTarget("127.0.0.1", blackhole_port, Protocol.IMAP, Encryption.TLS, "u", "p", 30)
+    thread, box = _run_in_thread(prober, target)
+    time.sleep(0.5)  # the kernel completes the connect at once; the probe waits for TLS
+    prober.abort_all()
+    thread.join(2)
+    assert not thread.is_alive()
+    assert box[0].message == ABORTED
+
+
+def test_abort_all_cuts_a_hung_dns_lookup() -> None:
+    release = threading.Event()
+    entered = threading.Event()
+
+    def hung(*args: Any) -> list[tuple[Any, ...]]:
+        entered.set()
+        release.wait(10)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure")
+
+    prober = MailProber(resolver=hung)
+    target = ProbeTarget("mail.test", 993, Protocol.IMAP, Encryption.TLS, "u", "p", 30)
+    thread, box = _run_in_thread(prober, target)
+    assert entered.wait(5)
+    prober.abort_all()
+    thread.join(2)
+    release.set()
+    assert not thread.is_alive()
+    assert box[0].message == ABORTED
+
+
+def test_abort_all_cuts_a_pending_connect() -> None:
+    # A listener whose backlog is full leaves further connects in SYN_SENT (SYNs are dropped).
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+            fillers.append(filler)
+        probe = socket.socket()
+        probe.settimeout(0.3)
+        try:
+            probe.connect(("127.0.0.1", port))
+            pytest.skip("the kernel accepted a connection beyond the backlog")
+        except TimeoutError:
+            pass
+        finally:
+            probe.close()
+        prober = MailProber(allow_networks=LOOPBACK)
+        target = ProbeTarget("127.0.0.1", port, Protocol.POP3, Encryption.TLS, "u", "p", 30)
+        thread, box = _run_in_thread(prober, target)
+        time.sleep(0.3)
+        prober.abort_all()
+        thread.join(2)
+        assert not thread.is_alive()
+        assert box[0].message == ABORTED
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
 # --- SSRF guard (no network traffic: literals and /etc/hosts only) ---------------------------
 
 
@@ -478,6 +846,8 @@ def test_slow_drip_tls_handshake_cannot_stretch_the_deadline() -> None:
         "169.254.1.1",
         "fe80::1",
         "fc00::1",
+        "fec0::1",  # deprecated site-local: Python 3.11 calls it global
+        "fefe:1::2",
         "0.0.0.0",
         "::",
         "224.0.0.1",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -247,3 +248,40 @@ def test_workers_share_the_port_and_stop_together(sqlite_url: str, tmp_path: Pat
     finally:
         assert server.stop() == 0
     assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_sigterm_does_not_wait_for_hanging_connection_tests(tmp_path: Path) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)  # accepts, never answers
+    env = {**ENV, "MAILACCOUNTS_GRACE_SECONDS": "1"}
+    server = ServerProcess(
+        f"sqlite:///{tmp_path / 'hang.db'}", tmp_path, "--allow-network", "127.0.0.0/8", env=env
+    )
+    try:
+        caller = new_caller()
+        with AccountClient(server.target, caller) as client:
+            account = client.create_account(
+                **account_fields(
+                    hostname="127.0.0.1",
+                    port=listener.getsockname()[1],
+                    encryption=pb.ENCRYPTION_NONE,
+                )
+            )
+            pending = client.stub.TestConnection.future(
+                pb.TestConnectionRequest(id=account.id, timeout_seconds=60),
+                metadata=caller.metadata(),
+                timeout=90,
+            )
+            time.sleep(1)
+            started = time.monotonic()
+            server.proc.terminate()
+            code = server.proc.wait(timeout=30)
+            stopped_after = time.monotonic() - started
+            pending.cancel()
+    finally:
+        server.stop()
+        listener.close()
+    assert code == 0
+    # grace (1 s) plus start-up slack, not the probe's 60 s
+    assert stopped_after < 10, f"exit took {stopped_after:.1f}s"

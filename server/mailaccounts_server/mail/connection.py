@@ -8,8 +8,24 @@ import ssl
 from typing import cast
 
 from mailaccounts_server.mail.deadline import Deadline
+from mailaccounts_server.mail.types import ErrorCode, ProbeError
 
 _LOG = logging.getLogger(__name__)
+
+
+UNENCODABLE_CREDENTIALS = (
+    "Authentication failed: the user name or password contains characters that cannot be sent"
+)
+
+
+def check_credentials(username: str, password: str) -> None:
+    """Refuse credentials the protocols cannot carry, before any of it is sent.
+
+    CR, LF and NUL would end (or inject) a command line and cannot be part of a SASL PLAIN
+    credential either. The error names no character of the credentials.
+    """
+    if any(char in value for value in (username, password) for char in "\r\n\0"):
+        raise ProbeError(ErrorCode.AUTH_FAILURE, UNENCODABLE_CREDENTIALS)
 
 
 def build_tls_context(ca_file: str | None, verify_tls: bool = True) -> ssl.SSLContext:
@@ -60,12 +76,24 @@ def open_socket(
     tls_context: ssl.SSLContext | None,
     deadline: Deadline,
 ) -> socket.socket:
-    """Connect to ``address``; with a context, do the TLS handshake verifying ``hostname``."""
-    sock = socket.create_connection((address, port), timeout=deadline.begin("connecting"))
-    deadline.attach(sock)
-    if tls_context is None:
-        return sock
+    """Connect to ``address``; with a context, do the TLS handshake verifying ``hostname``.
+
+    The socket is attached to the deadline before ``connect()``, so an abort can cut a
+    connection attempt that is still waiting for the server's answer.
+    """
+    timeout = deadline.begin("connecting")
+    # ``address`` is the IP literal the SSRF guard chose: a numeric lookup, no DNS.
+    family, kind, proto, _, sockaddr = socket.getaddrinfo(
+        address, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
+    )[0]
+    sock = socket.socket(family, kind, proto)
     try:
+        sock.settimeout(timeout)
+        deadline.attach(sock)
+        sock.connect(sockaddr)
+        deadline.begin("connecting")  # an abort during connect() may look like a success
+        if tls_context is None:
+            return sock
         deadline.apply("negotiating TLS", sock)
         return WatchedContext(tls_context, deadline).wrap_socket(sock, server_hostname=hostname)
     except BaseException:

@@ -8,6 +8,7 @@ TLS and STARTTLS) and only the socket is opened to the address.
 
 from __future__ import annotations
 
+import ast
 import imaplib
 import logging
 import re
@@ -17,7 +18,12 @@ from typing import Any
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from mailaccounts_server.mail.connection import FixedAddressSocket, WatchedContext
+from mailaccounts_server.mail.connection import (
+    UNENCODABLE_CREDENTIALS,
+    FixedAddressSocket,
+    WatchedContext,
+    check_credentials,
+)
 from mailaccounts_server.mail.deadline import Deadline
 from mailaccounts_server.mail.folders import map_folders
 from mailaccounts_server.mail.types import Encryption, ErrorCode, Folder, ProbeError, ProbeTarget
@@ -65,9 +71,16 @@ class _IMAPClient(IMAPClient):  # type: ignore[misc]  # imapclient ships no type
 
 def _server_text(exc: BaseException) -> str:
     """The server's words in an imaplib/imapclient error, without the ``b'...'`` wrapping."""
-    text = str(exc).removeprefix("login failed: ")
-    match = re.fullmatch(r"b(['\"])(.*)\1", text, flags=re.DOTALL)
-    return match.group(2) if match else text
+    text = str(exc).removeprefix("login failed: ").removeprefix("authenticate failed: ")
+    if re.fullmatch(r"b(['\"]).*\1", text, flags=re.DOTALL):
+        try:  # imaplib puts the reply's bytes into the error: undo the repr
+            raw = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text[2:-1]
+        if isinstance(raw, bytes):
+            return raw.decode("utf-8", "replace")
+        return text[2:-1]
+    return text
 
 
 def _close(client: Any, deadline: Deadline) -> None:
@@ -83,6 +96,37 @@ def _close(client: Any, deadline: Deadline) -> None:
             client.shutdown()
         except Exception:
             pass
+
+
+def _offers_plain(client: Any) -> bool:
+    """True if the server announces AUTH=PLAIN (or the capabilities cannot be read)."""
+    try:
+        return bool(client.has_capability("AUTH=PLAIN"))
+    except Exception:
+        return True
+
+
+def _log_in(client: Any, username: str, password: str) -> None:
+    """LOGIN for ASCII credentials, else ``AUTHENTICATE PLAIN`` with UTF-8 (RFC 4616).
+
+    ``imaplib`` encodes LOGIN arguments as ASCII, so a non-ASCII password would fail with a
+    UnicodeEncodeError whose text names one of its characters and its position.
+    """
+    check_credentials(username, password)
+    plain = not (username.isascii() and password.isascii())
+    try:
+        if plain:
+            client.plain_login(username, password)
+        else:
+            client.login(username, password)
+    except LoginError as exc:
+        detail = _server_text(exc)
+        if plain and not _offers_plain(client):
+            detail += " (non-ASCII credentials need AUTHENTICATE PLAIN, which the server "
+            detail += "does not offer)"
+        raise ProbeError(ErrorCode.AUTH_FAILURE, f"Authentication failed: {detail}") from None
+    except UnicodeError:
+        raise ProbeError(ErrorCode.AUTH_FAILURE, UNENCODABLE_CREDENTIALS) from None
 
 
 def probe_imap(
@@ -115,12 +159,7 @@ def probe_imap(
                     ErrorCode.TLS_FAILURE, f"STARTTLS failed: {_server_text(exc)}"
                 ) from exc
         deadline.apply("logging in", client.socket())
-        try:
-            client.login(target.username, target.password)
-        except LoginError as exc:
-            raise ProbeError(
-                ErrorCode.AUTH_FAILURE, f"Authentication failed: {_server_text(exc)}"
-            ) from exc
+        _log_in(client, target.username, target.password)
         deadline.apply("listing folders", client.socket())
         try:
             entries = client.list_folders()

@@ -10,11 +10,19 @@ import logging
 import poplib
 import ssl
 
-from mailaccounts_server.mail.connection import FixedAddressSocket, WatchedContext
+from mailaccounts_server.mail.connection import (
+    UNENCODABLE_CREDENTIALS,
+    FixedAddressSocket,
+    WatchedContext,
+    check_credentials,
+)
 from mailaccounts_server.mail.deadline import Deadline
 from mailaccounts_server.mail.types import Encryption, ErrorCode, ProbeError, ProbeTarget
 
 _LOG = logging.getLogger(__name__)
+
+MAX_MESSAGE_COUNT = 2**31 - 1  # int32 message_count in the API
+MAX_MAILBOX_SIZE = 2**63 - 1  # int64 mailbox_size_bytes
 
 
 class _POP3(FixedAddressSocket, poplib.POP3):
@@ -71,6 +79,19 @@ def _start_tls(client: poplib.POP3, context: ssl.SSLContext, deadline: Deadline)
         raise ProbeError(ErrorCode.TLS_FAILURE, f"STLS failed: {_server_text(exc)}") from exc
 
 
+def _log_in(client: poplib.POP3, username: str, password: str) -> None:
+    """USER/PASS; poplib sends them UTF-8 encoded, as RFC 6856 servers expect."""
+    check_credentials(username, password)
+    try:
+        client.user(username)
+        client.pass_(password)
+    except poplib.error_proto as exc:
+        detail = _server_text(exc)
+        raise ProbeError(ErrorCode.AUTH_FAILURE, f"Authentication failed: {detail}") from None
+    except UnicodeError:  # e.g. a lone surrogate; the error text would quote the character
+        raise ProbeError(ErrorCode.AUTH_FAILURE, UNENCODABLE_CREDENTIALS) from None
+
+
 def probe_pop3(
     target: ProbeTarget,
     address: str,
@@ -89,20 +110,22 @@ def probe_pop3(
         if target.encryption is Encryption.STARTTLS:
             _start_tls(client, tls_context, deadline)
         deadline.apply("logging in", client.sock)
-        try:
-            client.user(target.username)
-            client.pass_(target.password)
-        except poplib.error_proto as exc:
-            detail = _server_text(exc)
-            raise ProbeError(ErrorCode.AUTH_FAILURE, f"Authentication failed: {detail}") from exc
+        _log_in(client, target.username, target.password)
         deadline.apply("reading mailbox statistics", client.sock)
         try:
             count, size = client.stat()
-        except (poplib.error_proto, ValueError) as exc:
-            raise ProbeError(ErrorCode.PROTOCOL_ERROR, f"STAT failed: {exc}") from exc
-        _LOG.debug("POP3 probe of %s:%d: %d messages", target.host, target.port, count)
+        except poplib.error_proto as exc:
+            raise ProbeError(ErrorCode.PROTOCOL_ERROR, f"STAT failed: {_server_text(exc)}") from exc
+        except (ValueError, IndexError) as exc:
+            raise ProbeError(ErrorCode.PROTOCOL_ERROR, "STAT failed: malformed reply") from exc
+        # A hostile server may report any number; keep within the API's int32/int64 fields.
+        count = min(max(count, 0), MAX_MESSAGE_COUNT)
+        size = min(max(size, 0), MAX_MAILBOX_SIZE)
+        _LOG.debug("POP3 probe of %r:%d: %d messages", target.host, target.port, count)
         return count, size
     except poplib.error_proto as exc:
-        raise ProbeError(ErrorCode.PROTOCOL_ERROR, f"POP3 protocol error: {exc}") from exc
+        raise ProbeError(
+            ErrorCode.PROTOCOL_ERROR, f"POP3 protocol error: {_server_text(exc)}"
+        ) from exc
     finally:
         _close(client, deadline)

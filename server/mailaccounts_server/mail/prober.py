@@ -11,12 +11,15 @@ from __future__ import annotations
 import imaplib
 import logging
 import poplib
+import re
 import socket
 import ssl
+import threading
 import time
+import traceback
 from collections.abc import Sequence
 
-from mailaccounts_server.mail.connection import build_tls_context
+from mailaccounts_server.mail.connection import UNENCODABLE_CREDENTIALS, build_tls_context
 from mailaccounts_server.mail.deadline import Deadline
 from mailaccounts_server.mail.imap import probe_imap
 from mailaccounts_server.mail.pop3 import probe_pop3
@@ -32,7 +35,10 @@ from mailaccounts_server.mail.types import (
 _LOG = logging.getLogger(__name__)
 
 SUCCESS_MESSAGE = "Connection successful"
+MAX_MESSAGE_LENGTH = 500
 _REDACTED = "********"
+# C0 controls and DEL: NUL is refused by PostgreSQL text columns, CR/LF would forge log lines.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _endpoint(address: str, port: int) -> str:
@@ -40,13 +46,23 @@ def _endpoint(address: str, port: int) -> str:
 
 
 def classify(exc: BaseException, deadline: Deadline, address: str | None, port: int) -> ProbeError:
-    """Turn an exception raised while probing into an error code and a readable message."""
+    """Turn an exception raised while probing into an error code and a readable message.
+
+    Exception texts that could carry credentials (encoding errors, anything unexpected) never
+    reach the message or the log; only their type and the probe step do.
+    """
+    if deadline.aborted:  # abort_all() cut the connection
+        return deadline.abort_error()
     if deadline.fired:  # the watchdog cut the connection: whatever broke, it was the clock
         return deadline.timeout_error()
     if isinstance(exc, ProbeError):
         return exc
     if isinstance(exc, TimeoutError):
         return deadline.timeout_error()
+    if isinstance(exc, UnicodeError):  # its text quotes the character it could not handle
+        if deadline.step == "logging in":
+            return ProbeError(ErrorCode.AUTH_FAILURE, UNENCODABLE_CREDENTIALS)
+        return ProbeError(ErrorCode.PROTOCOL_ERROR, f"Text encoding error while {deadline.step}")
     where = _endpoint(address, port) if address else f"port {port}"
     if isinstance(exc, socket.gaierror):
         return ProbeError(ErrorCode.DNS_FAILURE, f"Could not resolve host: {exc}")
@@ -71,7 +87,18 @@ def classify(exc: BaseException, deadline: Deadline, address: str | None, port: 
         )
     if isinstance(exc, imaplib.IMAP4.error | poplib.error_proto):
         return ProbeError(ErrorCode.PROTOCOL_ERROR, f"Protocol error while {deadline.step}: {exc}")
-    _LOG.exception("unexpected error while %s", deadline.step)
+    # No exc_info: the exception's text might quote what was being sent (the password), so
+    # log its type and where it was raised only.
+    frames = " <- ".join(
+        f"{frame.filename}:{frame.lineno} in {frame.name}"
+        for frame in reversed(traceback.extract_tb(exc.__traceback__))
+    )
+    _LOG.error(
+        "unexpected %s while %s (message withheld) at %s",
+        type(exc).__name__,
+        deadline.step,
+        frames or "?",
+    )
     return ProbeError(
         ErrorCode.PROTOCOL_ERROR, f"Unexpected {type(exc).__name__} while {deadline.step}"
     )
@@ -82,6 +109,22 @@ def redact(message: str, password: str) -> str:
     if password and password in message:
         return message.replace(password, _REDACTED)
     return message
+
+
+def strip_controls(text: str) -> str:
+    """``text`` with every control character (NUL, CR, LF, ESC, DEL ...) replaced by a space."""
+    return _CONTROL.sub(" ", text)
+
+
+def safe_message(message: str, password: str) -> str:
+    """A result message fit to store and log: redacted, no control characters, bounded length.
+
+    Server replies end up in these messages, and a hostile server may send anything.
+    """
+    cleaned = redact(strip_controls(redact(message, password)), password)
+    if len(cleaned) > MAX_MESSAGE_LENGTH:
+        cleaned = cleaned[: MAX_MESSAGE_LENGTH - 3] + "..."
+    return cleaned
 
 
 class MailProber:
@@ -98,6 +141,35 @@ class MailProber:
         self._tls_context = build_tls_context(ca_file, verify_tls)
         self._allow_networks = parse_networks(allow_networks)
         self._resolver = resolver
+        self._lock = threading.Lock()
+        self._active: set[Deadline] = set()
+        self._aborted = False
+
+    def abort_all(self) -> None:
+        """Cut every probe in progress; for server shutdown.
+
+        Their sockets are shut down at once, so the probing threads return within moments
+        with a CONNECTION_REFUSED result saying ``aborted: server shutting down``. Probes that
+        start afterwards fail the same way without connecting: the prober stays aborted.
+        """
+        with self._lock:
+            self._aborted = True
+            active = list(self._active)
+        if active:
+            _LOG.info("aborting %d mail server probe(s) in progress", len(active))
+        for deadline in active:
+            deadline.abort()
+
+    def _register(self, deadline: Deadline) -> None:
+        with self._lock:
+            self._active.add(deadline)
+            aborted = self._aborted
+        if aborted:
+            deadline.abort()
+
+    def _unregister(self, deadline: Deadline) -> None:
+        with self._lock:
+            self._active.discard(deadline)
 
     def probe(self, target: ProbeTarget) -> ProbeResult:
         """Run the connection test; blocking, bounded by ``target.timeout``."""
@@ -106,6 +178,7 @@ class MailProber:
         started = time.monotonic()
         address: str | None = None
         with Deadline(target.timeout) as deadline:
+            self._register(deadline)
             try:
                 address = resolve_target(
                     target.host,
@@ -119,13 +192,15 @@ class MailProber:
                 error = classify(exc, deadline, address, target.port)
                 result = ProbeResult(
                     success=False,
-                    message=redact(error.message, target.password),
+                    message=safe_message(error.message, target.password),
                     error_code=error.code,
                 )
+            finally:
+                self._unregister(deadline)
         _LOG.info(
             "probe %s %s:%d (%s) -> %s in %.2fs",
             target.protocol.value,
-            target.host,
+            strip_controls(target.host),
             target.port,
             target.encryption.value,
             result.error_code.name if result.error_code else "OK",

@@ -45,8 +45,12 @@ def _embedded_ipv4(addr: IPAddress) -> list[ipaddress.IPv4Address]:
 
 
 def _is_special(addr: IPAddress) -> bool:
+    # fec0::/10 (deprecated IPv6 site-local) is still routed inside some networks, yet Python
+    # 3.11 calls it global.
+    site_local = isinstance(addr, ipaddress.IPv6Address) and addr.is_site_local
     return (
-        addr.is_loopback
+        site_local
+        or addr.is_loopback
         or addr.is_private
         or addr.is_link_local
         or addr.is_multicast
@@ -77,8 +81,13 @@ def _lookup(host: str, port: int, deadline: Deadline, resolver: Resolver) -> Add
         finally:
             done.set()
 
+    budget = deadline.begin("resolving the host name")
+    deadline.wake_on_abort(done)
     threading.Thread(target=work, name="probe-dns", daemon=True).start()
-    if not done.wait(deadline.begin("resolving the host name")):
+    finished = done.wait(budget)
+    if deadline.aborted:
+        raise deadline.abort_error()
+    if not finished:
         raise deadline.timeout_error()
     if "error" in box:
         raise box["error"]
@@ -120,7 +129,7 @@ def resolve_target(
     for raw, addr in addresses:
         if not is_blocked(addr, allow_networks):
             return raw
-    _LOG.info("refused probe of %s: resolves only to internal addresses", host)
+    _LOG.info("refused probe of %r: resolves only to internal addresses", host)
     raise ProbeError(
         ErrorCode.ADDRESS_BLOCKED,
         f"Host {host!r} resolves to {addresses[0][1]}, an internal address that may not be probed",
