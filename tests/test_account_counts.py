@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 from alembic import command
+from conftest import TEST_KEY
 from mailaccounts_client import AccountClient
+from mailaccounts_server.config import Settings
 from mailaccounts_server.storage.migrate import alembic_config
 from sqlalchemy import create_engine, text
 from support.factories import account_fields
@@ -59,3 +65,23 @@ def test_migration_backfills_counts_of_existing_accounts(database_url: str) -> N
         counts = conn.execute(text("SELECT tenant_id, user_id, live FROM account_counts")).all()
     engine.dispose()
     assert [tuple(c) for c in counts] == [("t-old", "u-old", 3)]
+
+
+def test_recount_command_repairs_drifted_counters(
+    client: AccountClient, settings: Settings, tmp_path: Path
+) -> None:
+    ids = [client.create_account(**account_fields()).id for _ in range(3)]
+    client.delete_account(ids[0])
+    engine = create_engine(settings.database_url)
+    with engine.begin() as conn:  # as replicas without counters would leave it
+        conn.execute(text("UPDATE account_counts SET live = 999"))
+    engine.dispose()
+    assert client.list_accounts().total_size == 999
+    done = subprocess.run(
+        [sys.executable, "-m", "mailaccounts_server", "recount", "--database-url",
+         settings.database_url],
+        env={**os.environ, "MAILACCOUNTS_CREDENTIAL_KEYS": TEST_KEY},
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert client.list_accounts().total_size == 2

@@ -1,4 +1,4 @@
-"""Command line: `serve` (default), `migrate`, `purge`, `rotate-keys`, `generate-key`."""
+"""Command line: serve (default), migrate, purge, rotate-keys, recount, generate-key."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
         ("migrate", "apply database migrations and exit"),
         ("purge", "remove soft-deleted accounts past retention, and their credentials"),
         ("rotate-keys", "re-encrypt credentials sealed with an older key"),
+        ("recount", "rebuild the per-owner account counters behind totalSize"),
     ):
         add_common_arguments(sub.add_parser(name, help=text))
     sub.add_parser("generate-key", help="print a new credential key")
@@ -71,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         elif command == "purge":
             removed = app.purge_once(settings)
             _LOG.info("purged %d accounts", removed)
+        elif command == "recount":
+            app.recount(settings)
+            _LOG.info("account counters rebuilt")
         elif command == "rotate-keys":
             count, unreadable = app.rotate_keys(settings)
             _LOG.info("re-encrypted %d credentials", count)

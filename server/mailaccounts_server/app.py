@@ -21,7 +21,7 @@ from mailaccounts_server.domain.accounts import AccountManager, now_us
 from mailaccounts_server.domain.connection_tests import ConnectionTestRunner
 from mailaccounts_server.domain.pagination import PageTokenCodec
 from mailaccounts_server.mail import MailProber
-from mailaccounts_server.storage import migrate
+from mailaccounts_server.storage import counts, migrate
 from mailaccounts_server.storage.database import Database
 from mailaccounts_server.transport.interceptors import guard
 from mailaccounts_server.transport.servicer import AccountServicer
@@ -193,5 +193,15 @@ def rotate_keys(settings: Settings) -> tuple[int, int]:
     db = open_database(settings)
     try:
         return maintenance.reencrypt_credentials(db, cipher, now_us=now_us())
+    finally:
+        db.dispose()
+
+
+def recount(settings: Settings) -> None:
+    """Rebuilds the per-owner counters (the `recount` command)."""
+    db = open_database(settings)
+    try:
+        with db.transaction() as tx:
+            counts.recount_all(tx)
     finally:
         db.dispose()

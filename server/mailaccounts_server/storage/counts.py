@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table, bindparam, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailaccounts_server.domain.model import Caller
-from mailaccounts_server.storage.models import AccountCountRow
+from mailaccounts_server.storage.models import AccountCountRow, AccountRow
 from mailaccounts_server.storage.sql import Statement, Tx
 
 _T = cast(Table, AccountCountRow.__table__)
@@ -42,3 +42,26 @@ def add_live(tx: Tx, caller: Caller, delta: int) -> None:
 def live_count(tx: Tx, caller: Caller) -> int:
     value = tx.scalar(_GET, {"tenant_id": caller.tenant_id, "user_id": caller.user_id})
     return int(value or 0)
+
+
+_CLEAR = Statement(delete(_T))
+
+
+def _recount(dialect: str) -> Any:
+    accounts = cast(Table, AccountRow.__table__)
+    live = (
+        select(accounts.c.tenant_id, accounts.c.user_id, func.count())
+        .where(accounts.c.deleted_at.is_(None))
+        .group_by(accounts.c.tenant_id, accounts.c.user_id)
+    )
+    return insert(_T).from_select(["tenant_id", "user_id", "live"], live)
+
+
+_RECOUNT = Statement(_recount)
+
+
+def recount_all(tx: Tx) -> None:
+    """Rebuilds every owner's counter from the rows (after a rolling deploy in which replicas
+    without counters kept writing). Scans the accounts table: run it off-peak."""
+    tx.execute(_CLEAR)
+    tx.execute(_RECOUNT)
