@@ -31,10 +31,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from support.services import require_service
+
 _LOG = logging.getLogger(__name__)
 
 SKIP_MESSAGE = "Dovecot is not installed (run scripts/install-system-deps.sh as root)"
-REQUIRE_ENV = "MAILACCOUNTS_REQUIRE_SERVICES"
 HOST = "127.0.0.1"
 USER = "alice@example.com"
 PASSWORD = "Al1ce-S3cret!pw"
@@ -435,10 +436,7 @@ def start_dovecot(workdir: Path) -> DovecotServer:
 @pytest.fixture(scope="session")
 def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotServer]:
     """One Dovecot server for the whole test session (skipped if Dovecot is absent)."""
-    if find_dovecot() is None:
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{SKIP_MESSAGE}; {REQUIRE_ENV}=1 forbids skipping", pytrace=False)
-        pytest.skip(SKIP_MESSAGE)
+    require_service(find_dovecot() is not None, SKIP_MESSAGE)
     server = start_dovecot(tmp_path_factory.mktemp("dovecot"))
     try:
         yield server

@@ -22,10 +22,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from support.services import require_service
+
 _LOG = logging.getLogger(__name__)
 
 SKIP_MESSAGE = "PostgreSQL is not installed (run scripts/install-system-deps.sh as root)"
-REQUIRE_ENV = "MAILACCOUNTS_REQUIRE_SERVICES"
 _OS_USER = "postgres"
 _DB_USER = "postgres"
 _HOST = "127.0.0.1"
@@ -311,10 +312,7 @@ def start_postgres(workdir: Path) -> PostgresServer:
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
     """One PostgreSQL server for the whole test session (skipped if PostgreSQL is absent)."""
-    if find_bindir() is None:
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{SKIP_MESSAGE}; {REQUIRE_ENV}=1 forbids skipping", pytrace=False)
-        pytest.skip(SKIP_MESSAGE)
+    require_service(find_bindir() is not None, SKIP_MESSAGE)
     server = start_postgres(tmp_path_factory.mktemp("postgres"))
     try:
         yield server
