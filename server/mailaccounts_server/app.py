@@ -40,6 +40,7 @@ class RunningServer:
     database: Database
     run_db: ThreadRunner
     tester: ConnectionTestRunner
+    run_scan: ThreadRunner
 
     async def stop(self, grace: float | None, *, drain: float = 0.0) -> None:
         """Health NOT_SERVING first, `drain` seconds for load balancers to notice while new
@@ -50,6 +51,7 @@ class RunningServer:
         await self.server.stop(grace)
         self.tester.shutdown()
         self.run_db.shutdown()
+        self.run_scan.shutdown()
         self.database.dispose()
 
 
@@ -98,6 +100,9 @@ async def create_server(settings: Settings) -> RunningServer:
     # while nobody else holds the write lock; PostgreSQL waits on the network, so its calls
     # stay off the event loop.
     run_read = InlineRunner() if db.is_sqlite else run_db
+    # Filtered lists scan an owner's rows; SQLite releases the GIL while it does, so a second
+    # pool keeps a large tenant's scan from stalling the loop or queueing behind writes.
+    run_scan = ThreadRunner(2, "db-scan") if db.is_sqlite else run_db
     run_write = InlineFirstRunner(run_db) if db.is_sqlite else run_db
     tester = ConnectionTestRunner(
         accounts,
@@ -118,6 +123,7 @@ async def create_server(settings: Settings) -> RunningServer:
             tester,
             run_write=run_write,
             run_read=run_read,
+            run_scan=run_scan,
         ),
         pb.DESCRIPTOR.services_by_name["AccountService"],
     )
@@ -137,7 +143,7 @@ async def create_server(settings: Settings) -> RunningServer:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     _LOG.info("listening on %s (port %d), database %s", settings.listen, port,
               db.engine.url.render_as_string(hide_password=True))  # fmt: skip
-    return RunningServer(server, port, health_servicer, db, run_db, tester)
+    return RunningServer(server, port, health_servicer, db, run_db, tester, run_scan)
 
 
 async def serve(settings: Settings) -> None:

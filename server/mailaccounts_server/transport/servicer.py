@@ -37,11 +37,13 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
         *,
         run_write: Runner,
         run_read: Runner,
+        run_scan: Runner,
     ) -> None:
         self._accounts = accounts
         self._tester = tester
         self._run = run_write
         self._read = run_read
+        self._scan = run_scan
 
     async def CreateAccount(self, request: pb.CreateAccountRequest, context: Context) -> pb.Account:
         _check_enum(request.protocol, convert.PROTOCOL_FROM_PB, "protocol")
@@ -84,7 +86,9 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
             query=validation.validate_query(request.query),
             show_deleted=request.show_deleted,
         )
-        page = await self._read(
+        # A filtered list counts (and may walk) all of the owner's rows: never on the loop.
+        run = self._read if flt == AccountFilter(show_deleted=flt.show_deleted) else self._scan
+        page = await run(
             self._accounts.list_page, current_caller(), flt, page_size, request.page_token
         )
         return pb.ListAccountsResponse(
