@@ -85,7 +85,8 @@ class Deletion:
 
 
 class _LostRace(Exception):
-    """A concurrent retry of the same CreateAccount committed first."""
+    """A concurrent writer committed first (a twin CreateAccount, or an update's
+    compare-and-swap): the transaction is rolled back and the caller re-reads or retries."""
 
 
 def credential_aad(tenant_id: str, user_id: str, credential_id: str) -> str:
@@ -217,33 +218,44 @@ class AccountManager:
         return account
 
     def update(self, caller: Caller, account_id: str, patch: AccountPatch, etag: str) -> Account:
+        fields = _json_names(patch)
         for _ in range(_UPDATE_ATTEMPTS):
-            with self._db.transaction() as s:
-                current = self._owned(s, caller, account_id, for_update=True)
-                if etag and etag != current.etag:
-                    raise ConflictError("the account changed since etag was read; read it again")
-                now = max(self._clock(), current.updated_at_us + 1)
-                values = {**patch.changes, "updated_at": now, "version": current.version + 1}
-                if "encryption" in values:
-                    values["encryption"] = values["encryption"].value
-                old_credential = None
-                if patch.password is not None:
-                    old_credential = current.credential_id
-                    values["credential_id"] = self._store_password(s, caller, patch.password, now)
-                if account_store.update_account(s, account_id, current.version, values):
+            try:
+                with self._db.transaction() as s:
+                    current = self._owned(s, caller, account_id, for_update=True)
+                    if etag and etag != current.etag:
+                        raise ConflictError(
+                            "the account changed since etag was read; read it again"
+                        )
+                    now = max(self._clock(), current.updated_at_us + 1)
+                    values = {**patch.changes, "updated_at": now, "version": current.version + 1}
+                    if "encryption" in values:
+                        values["encryption"] = values["encryption"].value
+                    old_credential = None
+                    if patch.password is not None:
+                        old_credential = current.credential_id
+                        values["credential_id"] = self._store_password(
+                            s, caller, patch.password, now
+                        )
+                    if not account_store.update_account(s, account_id, current.version, values):
+                        if etag:
+                            raise ConflictError(
+                                "the account changed since etag was read; read it again"
+                            )
+                        # Roll back (the new credential included) and re-apply on the fresh row.
+                        raise _LostRace
                     if old_credential:
                         self._drop_credential_if_unused(s, old_credential, now)
-                    self._audit(s, caller, account_id, "UPDATE", _json_names(patch), now)
+                    self._audit(s, caller, account_id, "UPDATE", fields, now)
                     updated = account_store.get_account(s, account_id)
-                    assert updated is not None
-                    _LOG.info(
-                        "account updated tenant=%s user=%s account=%s fields=%s",
-                        caller.tenant_id, caller.user_id, account_id, _json_names(patch),
-                    )  # fmt: skip
-                    return updated
-                if etag:
-                    raise ConflictError("the account changed since etag was read; read it again")
-            # Without an etag a partial update is re-applied on the fresh row.
+            except _LostRace:
+                continue
+            assert updated is not None
+            _LOG.info(
+                "account updated tenant=%s user=%s account=%s fields=%s",
+                caller.tenant_id, caller.user_id, account_id, fields,
+            )  # fmt: skip
+            return updated
         raise ConflictError("the account is being changed concurrently; retry")
 
     def delete(self, caller: Caller, account_id: str, etag: str) -> Deletion:
