@@ -1,0 +1,1 @@
+"""Caller authentication and authorisation: who is calling (mTLS, JWT) and what they may do."""
