@@ -35,7 +35,8 @@ def seed_accounts(database_url: str, who: Identity, count: int) -> float:
         with db.transaction() as tx:
             credential_store.insert_credential(
                 tx, credential_id=credential_id, tenant_id=who.tenant_id,
-                user_id=who.user_id, ciphertext="bench-placeholder", now_us=now_us,
+                user_id=who.user_id, ciphertext="bench-placeholder", host="imap.example.com",
+                now_us=now_us,
             )  # fmt: skip
             batch: list[Account] = []
             for i in range(count):
@@ -62,6 +63,7 @@ def seed_accounts(database_url: str, who: Identity, count: int) -> float:
                         created_at_us=created,
                         updated_at_us=created,
                         version=1,
+                        credential_host="imap.example.com",
                     )
                 )
                 if len(batch) >= _BATCH or i == count - 1:

@@ -13,7 +13,7 @@ from mailaccounts_server.credentials import generate_key
 from support.factories import new_caller
 from support.grpc_server import ServerThread
 
-pytest_plugins = ["support.postgres", "support.dovecot"]
+pytest_plugins = ["support.postgres", "support.dovecot", "support.pki", "support.tokens"]
 
 TEST_KEY = generate_key()
 

@@ -20,6 +20,7 @@ from google.protobuf import json_format
 from mailaccounts.v1 import account_service_pb2 as pb
 from mailaccounts_client import AccountClient
 from support.factories import account_fields, new_caller
+from support.pki import Pki
 from support.process import ServerProcess
 
 ENV = {"MAILACCOUNTS_CREDENTIAL_KEYS": TEST_KEY}
@@ -94,10 +95,15 @@ def test_server_creates_a_0600_key_file_when_none_is_configured(tmp_path: Path) 
         assert server.stop() == 0
 
 
-def test_production_refuses_to_start_without_keys(tmp_path: Path) -> None:
+def test_production_refuses_to_start_without_keys(tmp_path: Path, pki: Pki) -> None:
+    # Caller authentication as production demands it, so the key check is what refuses.
+    policy = tmp_path / "policy.toml"
+    policy.write_text("")
     proc = subprocess.run(
         [sys.executable, "-m", "mailaccounts_server", "serve", "--production",
-         "--database-url", f"sqlite:///{tmp_path / 'p.db'}", "--listen", "127.0.0.1:0"],
+         "--database-url", f"sqlite:///{tmp_path / 'p.db'}", "--listen", "127.0.0.1:0",
+         "--tls-cert", str(pki.server.cert), "--tls-key", str(pki.server.key),
+         "--client-ca", str(pki.ca), "--auth", "mtls", "--policy", str(policy)],
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
         env={k: v for k, v in os.environ.items() if not k.startswith("MAILACCOUNTS_")},
     )  # fmt: skip

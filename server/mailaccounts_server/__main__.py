@@ -1,4 +1,5 @@
-"""Command line: serve (default), migrate, purge, rotate-keys, recount, generate-key."""
+"""Command line: serve (default), migrate, purge, rotate-keys, recount, generate-key,
+dev-certs."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 from mailaccounts_server import app, workers
 from mailaccounts_server.config import (
@@ -15,6 +17,7 @@ from mailaccounts_server.config import (
     settings_from,
 )
 from mailaccounts_server.credentials import ConfigurationError, generate_key
+from mailaccounts_server.devcerts import DEFAULT_CLIENT_IDENTITY, write_dev_certs
 from mailaccounts_server.storage import migrate
 from mailaccounts_server.storage.database import Database
 
@@ -35,6 +38,16 @@ def _parser() -> argparse.ArgumentParser:
     ):
         add_common_arguments(sub.add_parser(name, help=text))
     sub.add_parser("generate-key", help="print a new credential key")
+    certs = sub.add_parser(
+        "dev-certs", help="write a throw-away CA, server and client certificate to try mTLS"
+    )
+    certs.add_argument("directory", type=Path, help="where to write them (created, mode 0700)")
+    certs.add_argument(
+        "--identity",
+        default=DEFAULT_CLIENT_IDENTITY,
+        help=f"the client certificate's URI SAN [{DEFAULT_CLIENT_IDENTITY}]",
+    )
+    certs.add_argument("--force", action="store_true", help="overwrite existing files")
     return parser
 
 
@@ -52,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     if command == "generate-key":
         print(generate_key())
         return 0
+    if command == "dev-certs":
+        return _dev_certs(args.directory, args.identity, overwrite=args.force)
     if args.command is None:  # bare invocation: serve with defaults
         args = _parser().parse_args(["serve"])
     settings = settings_from(args)
@@ -85,6 +100,26 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         _LOG.error("configuration error: %s", exc)
         return 2
+    return 0
+
+
+def _dev_certs(directory: Path, identity: str, *, overwrite: bool) -> int:
+    try:
+        paths = write_dev_certs(directory, client_identity=identity, overwrite=overwrite)
+    except FileExistsError as exc:
+        print(f"dev-certs: {exc} (use --force to overwrite)", file=sys.stderr)
+        return 2
+    d = directory
+    print(f"wrote {', '.join(str(p) for p in paths.values())}\n")
+    print("serve with mutual TLS:")
+    print(
+        f"  python -m mailaccounts_server serve --tls-cert {d}/server.pem "
+        f"--tls-key {d}/server.key --client-ca {d}/ca.pem --auth mtls --policy {d}/policy.toml"
+    )
+    print("call it:")
+    print(f"  grpcurl -cacert {d}/ca.pem -cert {d}/client.pem -key {d}/client.key "
+          "-H 'x-tenant-id: t1' -H 'x-user-id: u1' localhost:50051 "
+          "mailaccounts.v1.AccountService/ListAccounts")  # fmt: skip
     return 0
 
 

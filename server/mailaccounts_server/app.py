@@ -23,6 +23,12 @@ from mailaccounts_server.domain.pagination import PageTokenCodec
 from mailaccounts_server.mail import MailProber
 from mailaccounts_server.storage import counts, migrate
 from mailaccounts_server.storage.database import Database
+from mailaccounts_server.transport.auth import (
+    PolicyStore,
+    ReloadingServerCredentials,
+    build_authenticator,
+    check_security,
+)
 from mailaccounts_server.transport.interceptors import guard
 from mailaccounts_server.transport.servicer import AccountServicer
 
@@ -41,6 +47,11 @@ class RunningServer:
     run_db: ThreadRunner
     tester: ConnectionTestRunner
     run_scan: ThreadRunner
+    # The plaintext health-only listener (--health-listen) and its port, when configured.
+    health_server: grpc.aio.Server | None = None
+    health_port: int | None = None
+    policy: PolicyStore | None = None
+    policy_watch: asyncio.Task[None] | None = None
 
     async def stop(self, grace: float | None, *, drain: float = 0.0) -> None:
         """Health NOT_SERVING first, `drain` seconds for load balancers to notice while new
@@ -49,6 +60,10 @@ class RunningServer:
         if drain > 0:
             await asyncio.sleep(drain)
         await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
+        if self.policy_watch is not None:
+            self.policy_watch.cancel()
         self.tester.shutdown()
         self.run_db.shutdown()
         self.run_scan.shutdown()
@@ -79,6 +94,14 @@ def prepare(settings: Settings) -> None:
 
 async def create_server(settings: Settings) -> RunningServer:
     """Builds and starts the server; `settings.listen` may use port 0 (tests read `.port`)."""
+    for warning in check_security(settings):
+        _LOG.warning("%s", warning)
+    authenticator, policy = build_authenticator(settings)
+    tls = (
+        ReloadingServerCredentials(settings.tls_cert, settings.tls_key, settings.client_ca)
+        if settings.tls_cert and settings.tls_key
+        else None
+    )
     cipher = build_cipher_for(settings)
     db = open_database(settings)
     # SQLite has one writer at a time, so one thread does every write (more threads would only
@@ -126,24 +149,46 @@ async def create_server(settings: Settings) -> RunningServer:
             run_scan=run_scan,
         ),
         pb.DESCRIPTOR.services_by_name["AccountService"],
+        authenticator,
     )
     pb_grpc.add_AccountServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME),
-        server,
-    )  # fmt: skip
-    port = server.add_insecure_port(settings.listen)
+    if settings.reflection_on:
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME),
+            server,
+        )  # fmt: skip
+    if tls is not None:
+        port = server.add_secure_port(settings.listen, tls.credentials)
+    else:
+        port = server.add_insecure_port(settings.listen)
     if port == 0:
         raise OSError(f"cannot listen on {settings.listen}")
+    health_server, health_port = None, None
+    if settings.health_listen:
+        # Probes (kubelet, load balancers) rarely hold client certificates: health alone, in
+        # plaintext, on its own port; the same servicer, so both report the same status.
+        health_server = grpc.aio.server(
+            options=[("grpc.so_reuseport", 1 if settings.workers > 1 else 0)]
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+        health_port = health_server.add_insecure_port(settings.health_listen)
+        if health_port == 0:
+            raise OSError(f"cannot listen on {settings.health_listen}")
+        await health_server.start()
     await server.start()
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    _LOG.info("listening on %s (port %d), database %s", settings.listen, port,
+    _LOG.info("listening on %s (port %d, %s, auth %s), database %s", settings.listen, port,
+              "mTLS" if settings.client_ca else "TLS" if tls else "plaintext", settings.auth,
               db.engine.url.render_as_string(hide_password=True))  # fmt: skip
-    return RunningServer(server, port, health_servicer, db, run_db, tester, run_scan)
+    watch = asyncio.create_task(policy.watch()) if policy is not None else None
+    return RunningServer(
+        server, port, health_servicer, db, run_db, tester, run_scan,
+        health_server=health_server, health_port=health_port, policy=policy, policy_watch=watch,
+    )  # fmt: skip
 
 
 async def serve(settings: Settings) -> None:
@@ -153,6 +198,12 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # SIGHUP reloads the policy; without one it is ignored rather than ending the process.
+    policy = running.policy
+    loop.add_signal_handler(
+        signal.SIGHUP,
+        policy.reload if policy is not None else lambda: _LOG.info("SIGHUP: no policy to reload"),
+    )
     purger = (
         asyncio.create_task(_purge_periodically(running, settings))
         if settings.purge_interval_seconds > 0 and not settings.worker_index

@@ -14,7 +14,9 @@ DEFAULT_DATABASE_URL = "sqlite:///mailaccounts.db"
 class Settings:
     """Everything the server needs to start; built once in main and passed down."""
 
-    listen: str = "[::]:50051"
+    # Loopback by default: the embedded default serves plaintext without caller authentication,
+    # which only a local user may reach. Another address needs TLS or --allow-plaintext.
+    listen: str = "localhost:50051"
     database_url: str = DEFAULT_DATABASE_URL
     log_level: str = "INFO"
     # Production refuses to start without configured credential keys (no key file fallback).
@@ -43,10 +45,35 @@ class Settings:
     # by it carries its index, which tells it not to spawn, migrate or (unless 0) purge.
     workers: int = 1
     worker_index: int | None = None
+    # Transport security: server TLS (files re-read when they change), and client certificates
+    # verified against client_ca (mutual TLS).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    client_ca: str | None = None
+    # Plaintext on a non-loopback address, for a mesh whose sidecar terminates mTLS.
+    allow_plaintext: bool = False
+    # Caller authentication: none | mtls | jwt | mtls+jwt (see transport/auth).
+    auth: str = "none"
+    policy_file: str | None = None
+    jwt_jwks: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_tenant_claim: str = "tenant_id"
+    jwt_user_claim: str = "sub"
+    jwt_roles_claim: str = "roles"
+    jwt_leeway_seconds: float = 30.0
+    # A plaintext listener that serves only grpc.health.v1, for probes without certificates.
+    health_listen: str | None = None
+    # Server reflection; None means on, except with --production.
+    reflection: bool | None = None
 
     @property
     def retention_us(self) -> int:
         return int(self.retention_days * 86_400 * 1_000_000)
+
+    @property
+    def reflection_on(self) -> bool:
+        return self.reflection if self.reflection is not None else not self.production
 
 
 def _env(name: str) -> str | None:
@@ -70,7 +97,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--listen", help="address to listen on [[::]:50051]")
+    parser.add_argument("--listen", help="address to listen on [localhost:50051]")
     parser.add_argument("--no-migrate", action="store_true", default=None,
                         help="do not apply database migrations at start-up")  # fmt: skip
     parser.add_argument("--ca-file", help="extra CA bundle trusted by TestConnection")
@@ -82,6 +109,28 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         help="CIDR that TestConnection may reach despite the SSRF guard",
     )
+    tls = parser.add_argument_group("transport security and caller authentication")
+    tls.add_argument("--tls-cert", help="server certificate chain (PEM); re-read when it changes")
+    tls.add_argument("--tls-key", help="server private key (PEM); re-read when it changes")
+    tls.add_argument("--client-ca", help="CA bundle that client certificates must chain to (mTLS)")
+    tls.add_argument("--allow-plaintext", action="store_true", default=None,
+                     help="allow plaintext off loopback (behind a mesh sidecar)")  # fmt: skip
+    tls.add_argument("--auth", choices=("none", "mtls", "jwt", "mtls+jwt"),
+                     help="how callers are authenticated [none]")  # fmt: skip
+    tls.add_argument("--policy", dest="policy_file",
+                     help="TOML file mapping identities to tenants and roles (reloaded on change "
+                     "and SIGHUP)")  # fmt: skip
+    tls.add_argument("--jwt-jwks", help="JWKS file or http(s) URL of the token signing keys")
+    tls.add_argument("--jwt-issuer", help="required iss of caller tokens")
+    tls.add_argument("--jwt-audience", help="required aud of caller tokens")
+    tls.add_argument("--jwt-tenant-claim", help="claim naming the tenant [tenant_id]")
+    tls.add_argument("--jwt-user-claim", help="claim naming the user [sub]")
+    tls.add_argument("--jwt-roles-claim", help="claim listing roles, jwt mode only [roles]")
+    tls.add_argument("--health-listen", help="extra plaintext address serving only health")
+    tls.add_argument("--reflection", action="store_true", default=None,
+                     help="serve reflection in production too")  # fmt: skip
+    tls.add_argument("--no-reflection", dest="reflection", action="store_false",
+                     help="do not serve reflection")  # fmt: skip
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -118,4 +167,26 @@ def settings_from(args: argparse.Namespace) -> Settings:
         max_tests_total=int(_env("MAX_TESTS_TOTAL") or defaults.max_tests_total),
         workers=int(pick("workers", "WORKERS") or defaults.workers),
         worker_index=int(index) if (index := _env("WORKER_INDEX")) is not None else None,
+        tls_cert=pick("tls_cert", "TLS_CERT"),
+        tls_key=pick("tls_key", "TLS_KEY"),
+        client_ca=pick("client_ca", "CLIENT_CA"),
+        allow_plaintext=bool(getattr(args, "allow_plaintext", None))
+        or _truthy(_env("ALLOW_PLAINTEXT"), defaults.allow_plaintext),
+        auth=(pick("auth", "AUTH") or defaults.auth).strip().lower(),
+        policy_file=pick("policy_file", "POLICY"),
+        jwt_jwks=pick("jwt_jwks", "JWT_JWKS"),
+        jwt_issuer=pick("jwt_issuer", "JWT_ISSUER"),
+        jwt_audience=pick("jwt_audience", "JWT_AUDIENCE"),
+        jwt_tenant_claim=pick("jwt_tenant_claim", "JWT_TENANT_CLAIM") or defaults.jwt_tenant_claim,
+        jwt_user_claim=pick("jwt_user_claim", "JWT_USER_CLAIM") or defaults.jwt_user_claim,
+        jwt_roles_claim=pick("jwt_roles_claim", "JWT_ROLES_CLAIM") or defaults.jwt_roles_claim,
+        jwt_leeway_seconds=float(_env("JWT_LEEWAY_SECONDS") or defaults.jwt_leeway_seconds),
+        health_listen=pick("health_listen", "HEALTH_LISTEN"),
+        reflection=_reflection(getattr(args, "reflection", None), _env("REFLECTION")),
     )
+
+
+def _reflection(flag: bool | None, env: str | None) -> bool | None:
+    if flag is not None:
+        return flag
+    return None if env is None else _truthy(env, True)

@@ -49,8 +49,14 @@ def run_workers(settings: Settings, argv: list[str], *, prepare: Callable[[], No
             if proc.poll() is None:
                 proc.send_signal(signum)
 
+    def forward_reload(signum: int, _frame: FrameType | None) -> None:
+        for proc in procs:  # SIGHUP: each worker reloads its policy; nobody stops
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
+    signal.signal(signal.SIGHUP, forward_reload)
     while any(p.poll() is None for p in procs):
         if not stopping and any(p.poll() is not None for p in procs):
             # A worker died on its own: stop the rest rather than serve at reduced capacity

@@ -23,9 +23,19 @@ def free_port() -> int:
 class ServerProcess:
     """A server process on a loopback port; `stop()` sends SIGTERM and returns the exit code."""
 
-    def __init__(self, database_url: str, workdir: Path, *extra: str, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        workdir: Path,
+        *extra: str,
+        env: dict[str, str],
+        health_target: str | None = None,
+    ) -> None:
+        """`health_target`: a plaintext address serving health (--health-listen) to wait on
+        when the main listener needs TLS."""
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
+        self.health_target = health_target or self.target
         self.log_path = workdir / f"server-{self.port}.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
@@ -40,7 +50,7 @@ class ServerProcess:
 
     def wait_serving(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.target) as channel:
+        with grpc.insecure_channel(self.health_target) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:

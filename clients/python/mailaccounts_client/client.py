@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -13,13 +13,19 @@ from mailaccounts.v1 import account_service_pb2_grpc as pb_grpc
 
 @dataclass(frozen=True)
 class Credentials:
-    """Who the calls are made for: sent as x-tenant-id and x-user-id."""
+    """Who the calls are made for: sent as x-tenant-id and x-user-id (either may be empty to
+    leave it out, as with a token that names them), plus `authorization: Bearer <token>` when
+    a token is given."""
 
     tenant_id: str
     user_id: str
+    token: str | None = field(default=None, repr=False)
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
-        return (("x-tenant-id", self.tenant_id), ("x-user-id", self.user_id))
+        pairs = [("x-tenant-id", self.tenant_id), ("x-user-id", self.user_id)]
+        if self.token is not None:
+            pairs.append(("authorization", f"Bearer {self.token}"))
+        return tuple((k, v) for k, v in pairs if v or k == "authorization")
 
 
 class AccountClient:
@@ -35,11 +41,19 @@ class AccountClient:
         caller: Credentials | None,
         *,
         timeout: float = 10.0,
+        channel_credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
+        """`target` is an address (a channel is opened: TLS with `channel_credentials`, e.g.
+        grpc.ssl_channel_credentials(ca, key, cert) for mTLS, else plaintext) or a channel."""
         self._owns_channel = isinstance(target, str)
-        self.channel: grpc.Channel = (
-            grpc.insecure_channel(target) if isinstance(target, str) else target
-        )
+        if isinstance(target, str):
+            self.channel: grpc.Channel = (
+                grpc.secure_channel(target, channel_credentials)
+                if channel_credentials is not None
+                else grpc.insecure_channel(target)
+            )
+        else:
+            self.channel = target
         self.stub = pb_grpc.AccountServiceStub(self.channel)
         self.caller = caller
         self.timeout = timeout

@@ -18,6 +18,7 @@ from mailaccounts_server.credentials import CredentialDecryptError
 from mailaccounts_server.domain.errors import (
     ConflictError,
     FailedPreconditionError,
+    FieldViolation,
     NotFoundError,
     PermissionDeniedError,
     invalid,
@@ -28,6 +29,7 @@ from mailaccounts_server.domain.model import (
     AccountPatch,
     Caller,
     NewAccount,
+    normalize_host,
 )
 from mailaccounts_server.domain.pagination import PageTokenCodec
 from mailaccounts_server.storage import accounts as account_store
@@ -89,9 +91,21 @@ class _LostRace(Exception):
     compare-and-swap): the transaction is rolled back and the caller re-reads or retries."""
 
 
-def credential_aad(tenant_id: str, user_id: str, credential_id: str) -> str:
-    """Associated data of a credential's ciphertext: it only decrypts on its own row."""
-    return f"{tenant_id}/{user_id}/{credential_id}"
+def credential_aad(tenant_id: str, user_id: str, credential_id: str, host: str | None) -> str:
+    """Associated data of a credential's ciphertext: it only decrypts on its own row and for
+    the host it was entered for (None: a credential sealed before host binding)."""
+    base = f"{tenant_id}/{user_id}/{credential_id}"
+    return base if host is None else f"{base}@{host}"
+
+
+def password_required_error() -> FailedPreconditionError:
+    """The stored password was entered for another host: it is not sent to this one."""
+    return FailedPreconditionError(
+        "the account's hostname changed since its password was stored: enter the password "
+        "again for the new server (UpdateAccount with password)",
+        violations=[FieldViolation("password", "enter the password again for the new server")],
+        reason="PASSWORD_REQUIRED",
+    )
 
 
 def now_us() -> int:
@@ -123,12 +137,19 @@ class AccountManager:
     # -- reads ---------------------------------------------------------------------------------
 
     def get(self, caller: Caller, account_id: str) -> Account:
+        """GetAccount: the caller's own account, or any of its tenant's for a tenant admin."""
+        with self._db.transaction(write=False) as s:
+            return self._owned(s, caller, account_id, read=True)
+
+    def get_own(self, caller: Caller, account_id: str) -> Account:
+        """An account the caller itself owns (to act on it, as TestConnection does)."""
         with self._db.transaction(write=False) as s:
             return self._owned(s, caller, account_id)
 
     def list_page(
         self, caller: Caller, flt: AccountFilter, page_size: int, page_token: str
     ) -> Page:
+        _check_all_users(caller, flt.all_users)
         scope = repr(flt)
         after = self._tokens.decode(page_token, caller, scope) if page_token else None
         restorable_after = self._clock() - self._retention_us
@@ -147,14 +168,24 @@ class AccountManager:
         return Page(accounts=rows, next_page_token=token, total_size=total)
 
     def password_for(self, caller: Caller, account: Account) -> str:
-        """Decrypts the stored credential of an account the caller owns."""
+        """Decrypts the stored credential of an account the caller owns, only for the host it
+        was entered for: the account's present hostname is sealed into the associated data, so
+        a hostname changed behind the service's back (even in the database) cannot decrypt."""
+        if account.password_required:
+            raise password_required_error()
         with self._db.transaction(write=False) as s:
             found = credential_store.get_credential(s, account.credential_id)
-        if found is None or (found[0], found[1]) != (caller.tenant_id, caller.user_id):
+        if found is None or (found.tenant_id, found.user_id) != (caller.tenant_id, caller.user_id):
             raise invalid("password", "the account has no stored credential; give a password")
-        aad = credential_aad(caller.tenant_id, caller.user_id, account.credential_id)
+        host = normalize_host(account.hostname)
+        if found.host is not None and found.host != host:
+            raise password_required_error()
+        aad = credential_aad(
+            caller.tenant_id, caller.user_id, account.credential_id,
+            None if found.host is None else host,
+        )  # fmt: skip
         try:
-            return self._secrets.decrypt(found[2], aad=aad)
+            return self._secrets.decrypt(found.ciphertext, aad=aad)
         except CredentialDecryptError as exc:
             # A configuration problem (e.g. a retired key), not a server fault: say so cleanly.
             _LOG.warning("stored credential of account %s cannot be decrypted: %s", account.id, exc)
@@ -186,7 +217,7 @@ class AccountManager:
                     s, caller, new.request_id, request_hash, account_id, now
                 ):
                     raise _LostRace
-            credential_id = self._credential_for_create(s, caller, new, now)
+            credential_id, credential_host = self._credential_for_create(s, caller, new, now)
             account = Account(
                 id=account_id,
                 tenant_id=caller.tenant_id,
@@ -207,6 +238,7 @@ class AccountManager:
                 created_at_us=now,
                 updated_at_us=now,
                 version=1,
+                credential_host=credential_host,
             )
             account_store.insert_account(s, account)
             counts.add_live(s, caller, +1)
@@ -234,9 +266,13 @@ class AccountManager:
                     old_credential = None
                     if patch.password is not None:
                         old_credential = current.credential_id
+                        # Bound to the host the password is given for: the new one when this
+                        # update also changes it.
+                        host = normalize_host(values.get("hostname", current.hostname))
                         values["credential_id"] = self._store_password(
-                            s, caller, patch.password, now
+                            s, caller, patch.password, host, now
                         )
+                        values["credential_host"] = host
                     if not account_store.update_account(s, account_id, current.version, values):
                         if etag:
                             raise ConflictError(
@@ -317,14 +353,22 @@ class AccountManager:
         return refreshed or account
 
     def list_audit(
-        self, caller: Caller, account_id: str, page_size: int, page_token: str
+        self,
+        caller: Caller,
+        account_id: str,
+        page_size: int,
+        page_token: str,
+        *,
+        all_users: bool = False,
     ) -> tuple[list[audit_store.AuditEvent], str]:
-        scope = f"audit:{account_id}"
+        _check_all_users(caller, all_users)
+        scope = f"audit:{account_id}:{'all' if all_users else 'own'}"
         after = self._tokens.decode(page_token, caller, scope) if page_token else None
         with self._db.transaction(write=False) as s:
             events = audit_store.list_events(
-                s, caller, account_id=account_id or None, after=after, limit=page_size + 1
-            )
+                s, caller, account_id=account_id or None, after=after, limit=page_size + 1,
+                all_users=all_users,
+            )  # fmt: skip
         token = ""
         if len(events) > page_size:
             events = events[:page_size]
@@ -335,12 +379,16 @@ class AccountManager:
 
     def _owned(
         self, s: Tx, caller: Caller, account_id: str, *, include_deleted: bool = False,
-        for_update: bool = False,
+        for_update: bool = False, read: bool = False,
     ) -> Account:  # fmt: skip
+        """The account if the caller owns it (or, for `read` by a tenant admin, if it is in the
+        caller's tenant); PERMISSION_DENIED when it belongs to someone else."""
         account = account_store.get_account(s, account_id, for_update=for_update)
         if account is None:
             raise NotFoundError(f"account {account_id} not found")
-        if (account.tenant_id, account.user_id) != (caller.tenant_id, caller.user_id):
+        if account.tenant_id != caller.tenant_id or (
+            account.user_id != caller.user_id and not (read and caller.is_tenant_admin)
+        ):
             raise PermissionDeniedError(f"account {account_id} belongs to another owner")
         if account.deleted_at_us is not None:
             restorable = account.deleted_at_us + self._retention_us > self._clock()
@@ -360,22 +408,28 @@ class AccountManager:
             raise NotFoundError(f"account {account_id} created by this requestId was purged")
         return account
 
-    def _credential_for_create(self, s: Tx, caller: Caller, new: NewAccount, now: int) -> str:
+    def _credential_for_create(
+        self, s: Tx, caller: Caller, new: NewAccount, now: int
+    ) -> tuple[str, str | None]:
+        """(credential id, the host its secret is bound to) for a new account."""
         if new.password is not None:
-            return self._store_password(s, caller, new.password, now)
+            host = normalize_host(new.hostname)
+            return self._store_password(s, caller, new.password, host, now), host
         assert new.credential_id is not None
         found = credential_store.get_credential(s, new.credential_id, lock="share")
-        if found is None or (found[0], found[1]) != (caller.tenant_id, caller.user_id):
+        if found is None or (found.tenant_id, found.user_id) != (caller.tenant_id, caller.user_id):
             # One message for unknown and foreign ids: nothing leaks about other tenants.
             raise invalid("credentialId", "credentialId does not name one of your credentials")
-        return new.credential_id
+        # A reused credential stays bound to its own host: an account on another host shows
+        # password_required until a password is given for it.
+        return new.credential_id, found.host
 
-    def _store_password(self, s: Tx, caller: Caller, password: str, now: int) -> str:
+    def _store_password(self, s: Tx, caller: Caller, password: str, host: str, now: int) -> str:
         credential_id = str(uuid.uuid4())
-        aad = credential_aad(caller.tenant_id, caller.user_id, credential_id)
+        aad = credential_aad(caller.tenant_id, caller.user_id, credential_id, host)
         credential_store.insert_credential(
             s, credential_id=credential_id, tenant_id=caller.tenant_id, user_id=caller.user_id,
-            ciphertext=self._secrets.encrypt(password, aad=aad), now_us=now,
+            ciphertext=self._secrets.encrypt(password, aad=aad), host=host, now_us=now,
         )  # fmt: skip
         return credential_id
 
@@ -411,6 +465,11 @@ def drop_credentials_if_unused(
             s, credential_id, restorable_after_us=restorable_after_us
         ):
             credential_store.delete_credentials(s, [credential_id])
+
+
+def _check_all_users(caller: Caller, all_users: bool) -> None:
+    if all_users and not caller.is_tenant_admin:
+        raise PermissionDeniedError("allUsers needs the tenant_admin role")
 
 
 def _json_names(patch: AccountPatch) -> list[str]:

@@ -135,7 +135,7 @@ class ConnectionTestRunner:
         deadline = loop.time() + limit
         if rpc_time_remaining is not None:
             deadline = min(deadline, loop.time() + rpc_time_remaining - _DEADLINE_MARGIN_S)
-        account = await self._run_read(self._accounts.get, caller, account_id)
+        account = await self._run_read(self._accounts.get_own, caller, account_id)
         self._take_slot(caller.tenant_id)
         job = asyncio.ensure_future(self._probe_and_record(caller, account, password, deadline))
         self._jobs.add(job)

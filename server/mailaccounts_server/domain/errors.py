@@ -46,7 +46,16 @@ class ConflictError(DomainError):
 
 
 class FailedPreconditionError(DomainError):
-    """The system is not in a state where the request can run."""
+    """The system is not in a state where the request can run; `violations` name the request
+    fields that would fix it (sent as google.rpc.PreconditionFailure, of type `reason`, and
+    BadRequest details)."""
+
+    def __init__(
+        self, message: str, *, violations: list[FieldViolation] | None = None, reason: str = ""
+    ) -> None:
+        self.violations = violations or []
+        self.reason = reason or "FAILED_PRECONDITION"
+        super().__init__(message)
 
 
 class ResourceExhaustedError(DomainError):

@@ -59,17 +59,23 @@ def reencrypt_credentials(
             rows = credential_store.credentials_page(s, after, BATCH)
             if not rows:
                 return count, unreadable
-            for credential_id, tenant_id, user_id, ciphertext in rows:
+            for credential_id, tenant_id, user_id, ciphertext, host in rows:
+                # A credential from before host binding is bound to the host its account
+                # uses now (what the 0004 migration recorded) while it is re-sealed.
+                bind_to = host or account_store.credential_host_of(s, credential_id)
+                if cipher.is_current(ciphertext) and host == bind_to:
+                    continue
                 try:
-                    if cipher.is_current(ciphertext):
-                        continue
-                    aad = credential_aad(tenant_id, user_id, credential_id)
-                    token = cipher.reencrypt(ciphertext, aad=aad)
+                    plaintext = cipher.decrypt(
+                        ciphertext, aad=credential_aad(tenant_id, user_id, credential_id, host)
+                    )
                 except CredentialDecryptError:
                     unreadable += 1
                     _LOG.warning("credential %s cannot be decrypted with the configured keys; "
                                  "skipped", credential_id)  # fmt: skip
                     continue
-                credential_store.set_ciphertext(s, credential_id, token, now_us)
+                aad = credential_aad(tenant_id, user_id, credential_id, bind_to)
+                token = cipher.encrypt(plaintext, aad=aad)
+                credential_store.set_ciphertext(s, credential_id, token, bind_to, now_us)
                 count += 1
             after = rows[-1][0]

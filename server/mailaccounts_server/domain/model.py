@@ -7,13 +7,39 @@ from typing import Any
 
 from mailaccounts_server.domain.enums import Encryption, Protocol
 
+ROLE_ACCOUNTS = "accounts"
+ROLE_TENANT_ADMIN = "tenant_admin"
+ROLE_SYNC_WORKER = "sync_worker"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who authenticated a call, as the audit log records it: the service identity (a client
+    certificate's SPIFFE id or DNS name, or a token's subject) and the end user's token subject
+    where a token was given."""
+
+    identity: str
+    subject: str = ""
+
+
+ANONYMOUS = Actor(identity="anonymous")
+_ACCOUNTS_ONLY = frozenset({ROLE_ACCOUNTS})
+
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who makes a call: taken from the x-tenant-id and x-user-id metadata."""
+    """Who makes a call: the tenant and user it acts for (verified by transport.auth), the
+    authenticated actor behind it, and the roles the policy grants that actor."""
 
     tenant_id: str
     user_id: str
+    actor: Actor = ANONYMOUS
+    roles: frozenset[str] = _ACCOUNTS_ONLY
+
+    @property
+    def is_tenant_admin(self) -> bool:
+        """May list and read every user's accounts and audit events within the tenant."""
+        return ROLE_TENANT_ADMIN in self.roles
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +77,16 @@ class Account:
     version: int
     deleted_at_us: int | None = None
     last_test: ConnectionTestSummary | None = None
+    # The host the stored password was entered for (normalised); when the hostname has changed
+    # since, the password is never sent anywhere until it is given again.
+    credential_host: str | None = None
+
+    @property
+    def password_required(self) -> bool:
+        """True when the hostname changed since the stored password was entered."""
+        return self.credential_host is not None and self.credential_host != normalize_host(
+            self.hostname
+        )
 
     @property
     def etag(self) -> str:
@@ -98,3 +134,10 @@ class AccountFilter:
     is_sync_enabled: bool | None = None
     query: str | None = None
     show_deleted: bool = False
+    # Every user's accounts of the caller's tenant (tenant_admin only), not just the caller's.
+    all_users: bool = False
+
+
+def normalize_host(hostname: str) -> str:
+    """The form a credential is bound to: case and a trailing dot do not make another host."""
+    return hostname.strip().rstrip(".").lower()

@@ -99,6 +99,7 @@ def _to_account(r: Sequence[Any]) -> Account:
         version=r[20],
         deleted_at_us=r[21],
         last_test=last_test,
+        credential_host=r[26],
     )
 
 
@@ -109,7 +110,7 @@ assert _COLUMN_NAMES == [
     "protocol", "hostname", "port", "encryption", "username", "credential_id",
     "is_sync_enabled", "sync_interval", "last_sync_at", "is_syncing", "is_enabled",
     "created_at", "updated_at", "version", "deleted_at", "last_test_at", "last_test_success",
-    "last_test_error", "last_test_message",
+    "last_test_error", "last_test_message", "credential_host",
 ], "_to_account reads columns by position"  # fmt: skip
 
 
@@ -141,6 +142,7 @@ def _to_values(account: Account) -> dict[str, Any]:
         "last_test_success": None,
         "last_test_error": None,
         "last_test_message": None,
+        "credential_host": account.credential_host,
     }
 
 
@@ -204,22 +206,25 @@ def set_test_result(tx: Tx, account_id: str, values: dict[str, Any]) -> None:
 
 
 def _filter_shape(flt: AccountFilter) -> tuple[bool, ...]:
+    """(show_deleted, the four filters..., all_users): which statement a list or count needs."""
     return (
         flt.show_deleted,
         flt.protocol is not None,
         flt.is_enabled is not None,
         flt.is_sync_enabled is not None,
         bool(flt.query),
+        flt.all_users,
     )
 
 
 def _conditions(shape: tuple[bool, ...]) -> list[ColumnElement[bool]]:
-    show_deleted, by_protocol, by_enabled, by_sync, by_query = shape
+    show_deleted, by_protocol, by_enabled, by_sync, by_query, all_users = shape
     conditions: list[ColumnElement[bool]] = [
         _T.c.tenant_id == bindparam("tenant_id"),
-        _T.c.user_id == bindparam("user_id"),
         _LIVE_OR_RESTORABLE if show_deleted else _T.c.deleted_at.is_(None),
     ]
+    if not all_users:
+        conditions.append(_T.c.user_id == bindparam("user_id"))
     if by_protocol:
         conditions.append(_T.c.protocol == bindparam("protocol"))
     if by_enabled:
@@ -238,7 +243,9 @@ def _conditions(shape: tuple[bool, ...]) -> list[ColumnElement[bool]]:
 
 
 def _filter_params(caller: Caller, flt: AccountFilter, restorable_after_us: int) -> dict[str, Any]:
-    params: dict[str, Any] = {"tenant_id": caller.tenant_id, "user_id": caller.user_id}
+    params: dict[str, Any] = {"tenant_id": caller.tenant_id}
+    if not flt.all_users:
+        params["user_id"] = caller.user_id
     if flt.show_deleted:
         params["restorable_after"] = restorable_after_us
     if flt.protocol is not None:
@@ -306,6 +313,8 @@ def count_accounts(tx: Tx, caller: Caller, flt: AccountFilter, *, restorable_aft
     count over the deleted rows' own index), so it costs the same at 100 or 100,000 accounts.
     """
     shape = _filter_shape(flt)
+    if flt.all_users and not any(shape[:5]):
+        return counts.tenant_live_count(tx, caller.tenant_id)
     if not any(shape[1:]):
         live = counts.live_count(tx, caller)
         if not flt.show_deleted:
@@ -337,3 +346,17 @@ def credential_in_use(tx: Tx, credential_id: str, *, restorable_after_us: int) -
     """Whether a live or still-restorable account refers to the credential."""
     params = {"credential_id": credential_id, "restorable_after": restorable_after_us}
     return tx.first(_CREDENTIAL_IN_USE, params) is not None
+
+
+_CREDENTIAL_HOST = Statement(
+    select(_T.c.credential_host)
+    .where(_T.c.credential_id == bindparam("credential_id"), _T.c.credential_host.is_not(None))
+    .order_by(_T.c.created_at)
+    .limit(1)
+)
+
+
+def credential_host_of(tx: Tx, credential_id: str) -> str | None:
+    """The host an account using this credential recorded for it (binding legacy credentials)."""
+    value = tx.scalar(_CREDENTIAL_HOST, {"credential_id": credential_id})
+    return str(value) if value is not None else None

@@ -29,6 +29,8 @@ class AuditEvent:
     action: str
     changed_fields: list[str]
     outcome: str
+    actor_identity: str = ""
+    actor_subject: str = ""
 
 
 def record(
@@ -53,6 +55,8 @@ def record(
             "changed_fields": ",".join(changed_fields),
             "outcome": outcome,
             "time": now_us,
+            "actor_identity": caller.actor.identity,
+            "actor_subject": caller.actor.subject,
         },
     )
 
@@ -64,15 +68,16 @@ def list_events(
     account_id: str | None,
     after: tuple[int, str] | None,
     limit: int,
+    all_users: bool = False,
 ) -> list[AuditEvent]:
-    """One page of the caller's events, newest first, strictly after the keyset `after`."""
-    shape = (bool(account_id), after is not None)
+    """One page of the caller's events (with `all_users`, its tenant's), newest first,
+    strictly after the keyset `after`."""
+    shape = (bool(account_id), after is not None, all_users)
 
     def build() -> object:
-        conditions = [
-            _T.c.tenant_id == bindparam("tenant_id"),
-            _T.c.user_id == bindparam("user_id"),
-        ]
+        conditions = [_T.c.tenant_id == bindparam("tenant_id")]
+        if not all_users:
+            conditions.append(_T.c.user_id == bindparam("user_id"))
         if account_id:
             conditions.append(_T.c.account_id == bindparam("account_id"))
         if after is not None:
@@ -88,11 +93,9 @@ def list_events(
             .limit(bindparam("limit"))
         )
 
-    params: dict[str, object] = {
-        "tenant_id": caller.tenant_id,
-        "user_id": caller.user_id,
-        "limit": limit,
-    }
+    params: dict[str, object] = {"tenant_id": caller.tenant_id, "limit": limit}
+    if not all_users:
+        params["user_id"] = caller.user_id
     if account_id:
         params["account_id"] = account_id
     if after is not None:
@@ -111,6 +114,8 @@ def list_events(
                 action=r["action"],
                 changed_fields=[f for f in r["changed_fields"].split(",") if f],
                 outcome=r["outcome"],
+                actor_identity=r["actor_identity"],
+                actor_subject=r["actor_subject"],
             )
         )
     return events

@@ -44,6 +44,16 @@ def live_count(tx: Tx, caller: Caller) -> int:
     return int(value or 0)
 
 
+_TENANT = Statement(
+    select(func.coalesce(func.sum(_T.c.live), 0)).where(_T.c.tenant_id == bindparam("tenant_id"))
+)
+
+
+def tenant_live_count(tx: Tx, tenant_id: str) -> int:
+    """Live accounts of every user of a tenant (a tenant admin's unfiltered list)."""
+    return int(tx.scalar(_TENANT, {"tenant_id": tenant_id}) or 0)
+
+
 _CLEAR = Statement(delete(_T))
 
 

@@ -47,6 +47,9 @@ class AccountRow(Base):
     last_test_success: Mapped[Optional[bool]] = mapped_column(Boolean)  # noqa: UP045
     last_test_error: Mapped[Optional[str]] = mapped_column(String(32))  # noqa: UP045
     last_test_message: Mapped[Optional[str]] = mapped_column(String(512))  # noqa: UP045
+    # Normalised host the stored password was entered for; the password is never sent to
+    # another host (the credential's associated data binds it too).
+    credential_host: Mapped[Optional[str]] = mapped_column(String(253))  # noqa: UP045
 
     __table_args__ = (
         # Keyset pagination: owner, then newest first with the id as tie-breaker.
@@ -92,6 +95,9 @@ class CredentialRow(Base):
     ciphertext: Mapped[str] = mapped_column(Text)
     created_at: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[int] = mapped_column(BigInteger)
+    # Normalised host the secret was entered for, also sealed into the ciphertext's associated
+    # data; NULL for credentials stored before host binding (rotate-keys binds them).
+    host: Mapped[Optional[str]] = mapped_column(String(253))  # noqa: UP045
 
     __table_args__ = (Index("ix_credentials_owner", "tenant_id", "user_id"),)
 
@@ -110,8 +116,15 @@ class AuditEventRow(Base):
     changed_fields: Mapped[str] = mapped_column(String(512))
     outcome: Mapped[str] = mapped_column(String(16))
     time: Mapped[int] = mapped_column(BigInteger)
+    # The authenticated caller (certificate identity or token subject), not the claimed user.
+    actor_identity: Mapped[str] = mapped_column(Text, server_default="")
+    actor_subject: Mapped[str] = mapped_column(Text, server_default="")
 
-    __table_args__ = (Index("ix_audit_owner_time", "tenant_id", "user_id", "time", "id"),)
+    __table_args__ = (
+        Index("ix_audit_owner_time", "tenant_id", "user_id", "time", "id"),
+        # A tenant admin's view of every user's events.
+        Index("ix_audit_tenant_time", "tenant_id", "time", "id"),
+    )
 
 
 class AccountCountRow(Base):

@@ -38,7 +38,7 @@ def caller_from_metadata(metadata: Sequence[tuple[str, Any]] | None) -> Caller:
         missing = [k for k, v in ((TENANT_KEY, tenant), (USER_KEY, user)) if not v]
         raise UnauthenticatedError(f"missing or empty metadata: {', '.join(missing)}")
     for key, value in ((TENANT_KEY, tenant), (USER_KEY, user)):
-        if len(value) > _MAX_ID or not _VALID_ID.match(value):
+        if len(value) > _MAX_ID or not _VALID_ID.fullmatch(value):
             raise UnauthenticatedError(
                 f"metadata {key} must be 1 to {_MAX_ID} printable ASCII characters"
             )

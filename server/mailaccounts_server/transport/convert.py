@@ -71,6 +71,7 @@ def account_to_pb(a: Account) -> pb.Account:
         is_syncing=a.is_syncing,
         is_enabled=a.is_enabled,
         etag=a.etag,
+        password_required=a.password_required,
     )
     # Setting the fields in place is half the cost of building and copying Timestamps.
     _set_time(msg.created_at, a.created_at_us)
@@ -102,6 +103,7 @@ def audit_event_to_pb(e: AuditEvent) -> pb.AuditEvent:
         action=_AUDIT_ACTIONS.get(e.action, pb.AUDIT_ACTION_UNSPECIFIED),
         changed_fields=e.changed_fields,
         outcome=_AUDIT_OUTCOMES.get(e.outcome, pb.AUDIT_OUTCOME_UNSPECIFIED),
+        actor=pb.Actor(identity=e.actor_identity, subject=e.actor_subject),
     )
 
 

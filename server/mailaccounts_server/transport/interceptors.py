@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from mailaccounts_server.domain.errors import (
@@ -28,7 +28,8 @@ from mailaccounts_server.domain.errors import (
     UnauthenticatedError,
     ValidationError,
 )
-from mailaccounts_server.transport.caller import caller_from_metadata, reset_current, set_current
+from mailaccounts_server.transport.auth.authenticator import Authenticator
+from mailaccounts_server.transport.caller import reset_current, set_current
 
 _LOG = logging.getLogger(__name__)
 
@@ -57,27 +58,44 @@ Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: DomainError) -> None:
     """Ends the call with the status of a domain error (BadRequest details for validation)."""
     code = _status_code(error)
-    if isinstance(error, ValidationError):
-        detail = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description
-                )
-                for v in error.violations
-            ]
+    violations = getattr(error, "violations", None)
+    if isinstance(error, ValidationError | FailedPreconditionError) and violations:
+        status = status_pb2.Status(code=code.value[0], message=str(error))
+        status.details.add().Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description
+                    )
+                    for v in violations
+                ]
+            )
         )
-        status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(error))
-        status.details.add().Pack(detail)
+        if isinstance(error, FailedPreconditionError):
+            status.details.add().Pack(
+                error_details_pb2.PreconditionFailure(
+                    violations=[
+                        error_details_pb2.PreconditionFailure.Violation(
+                            type=error.reason,
+                            subject=v.field,
+                            description=v.description,
+                        )
+                        for v in violations
+                    ]
+                )
+            )
         converted = rpc_status.to_status(status)
         await context.abort(converted.code, converted.details, converted.trailing_metadata)
     await context.abort(code, str(error))
 
 
-def _wrap(behavior: Behavior, method: str) -> Behavior:
+def _wrap(behavior: Behavior, method: str, authenticator: Authenticator) -> Behavior:
+    authenticate = authenticator.authenticate
+
     async def guarded(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
-            token = set_current(caller_from_metadata(context.invocation_metadata()))  # type: ignore[arg-type]
-        except UnauthenticatedError as exc:
+            token = set_current(await authenticate(context))
+        except DomainError as exc:  # UNAUTHENTICATED or PERMISSION_DENIED, nothing touched
             await abort_with(context, exc)
             raise AssertionError("unreachable") from None
         try:
@@ -97,15 +115,15 @@ def _wrap(behavior: Behavior, method: str) -> Behavior:
     return guarded
 
 
-def guard(servicer: Any, service: ServiceDescriptor) -> Any:
-    """The servicer with every RPC of `service` wrapped: caller from metadata, errors mapped.
+def guard(servicer: Any, service: ServiceDescriptor, authenticator: Authenticator) -> Any:
+    """The servicer with every RPC of `service` wrapped: caller authenticated, errors mapped.
 
     Applied once when the server is built, rather than as a grpc.aio ServerInterceptor: the
     interceptor chain runs for every call and cost about 10% of a GetAccount's server CPU. Only
-    this service is wrapped, so health and reflection need no metadata.
+    this service is wrapped, so health and reflection need no caller identity.
     """
     methods = {
-        m.name: _wrap(getattr(servicer, m.name), f"/{service.full_name}/{m.name}")
+        m.name: _wrap(getattr(servicer, m.name), f"/{service.full_name}/{m.name}", authenticator)
         for m in service.methods
     }
     return SimpleNamespace(**methods)

@@ -85,9 +85,11 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
             ),
             query=validation.validate_query(request.query),
             show_deleted=request.show_deleted,
+            all_users=request.all_users,
         )
         # A filtered list counts (and may walk) all of the owner's rows: never on the loop.
-        run = self._read if flt == AccountFilter(show_deleted=flt.show_deleted) else self._scan
+        unfiltered = AccountFilter(show_deleted=flt.show_deleted, all_users=flt.all_users)
+        run = self._read if flt == unfiltered and not flt.all_users else self._scan
         page = await run(
             self._accounts.list_page, current_caller(), flt, page_size, request.page_token
         )
@@ -156,7 +158,12 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
             validation.validate_id(request.account_id, "accountId") if request.account_id else ""
         )
         events, token = await self._read(
-            self._accounts.list_audit, current_caller(), account_id, page_size, request.page_token
+            self._accounts.list_audit,
+            current_caller(),
+            account_id,
+            page_size,
+            request.page_token,
+            all_users=request.all_users,
         )
         return pb.ListAuditEventsResponse(
             events=[convert.audit_event_to_pb(e) for e in events], next_page_token=token

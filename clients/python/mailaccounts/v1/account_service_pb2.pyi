@@ -295,6 +295,7 @@ class Account(_message.Message):
     ETAG_FIELD_NUMBER: _builtins.int
     DELETE_TIME_FIELD_NUMBER: _builtins.int
     LAST_CONNECTION_TEST_FIELD_NUMBER: _builtins.int
+    PASSWORD_REQUIRED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-generated UUID."""
     tenant_id: _builtins.str
@@ -328,6 +329,11 @@ class Account(_message.Message):
     etag: _builtins.str
     """Opaque version tag that changes on every write; pass it back to
     UpdateAccount/DeleteAccount to fail with ABORTED on a concurrent change.
+    """
+    password_required: _builtins.bool
+    """True when the hostname changed since the stored password was entered: the
+    stored password is never sent to the new server, so give it again with
+    UpdateAccount (password) before TestConnection or sync can use it.
     """
     @_builtins.property
     def last_sync_at(self) -> _timestamp_pb2.Timestamp:
@@ -373,10 +379,11 @@ class Account(_message.Message):
         etag: _builtins.str = ...,
         delete_time: _timestamp_pb2.Timestamp | None = ...,
         last_connection_test: Global___ConnectionTestSummary | None = ...,
+        password_required: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "delete_time", b"delete_time", "last_connection_test", b"last_connection_test", "last_sync_at", b"last_sync_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_name", b"account_name", "created_at", b"created_at", "credential_id", b"credential_id", "delete_time", b"delete_time", "email_address", b"email_address", "encryption", b"encryption", "etag", b"etag", "hostname", b"hostname", "id", b"id", "is_enabled", b"is_enabled", "is_sync_enabled", b"is_sync_enabled", "is_syncing", b"is_syncing", "last_connection_test", b"last_connection_test", "last_sync_at", b"last_sync_at", "port", b"port", "protocol", b"protocol", "sync_interval", b"sync_interval", "tenant_id", b"tenant_id", "updated_at", b"updated_at", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_name", b"account_name", "created_at", b"created_at", "credential_id", b"credential_id", "delete_time", b"delete_time", "email_address", b"email_address", "encryption", b"encryption", "etag", b"etag", "hostname", b"hostname", "id", b"id", "is_enabled", b"is_enabled", "is_sync_enabled", b"is_sync_enabled", "is_syncing", b"is_syncing", "last_connection_test", b"last_connection_test", "last_sync_at", b"last_sync_at", "password_required", b"password_required", "port", b"port", "protocol", b"protocol", "sync_interval", b"sync_interval", "tenant_id", b"tenant_id", "updated_at", b"updated_at", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -504,6 +511,7 @@ class ListAccountsRequest(_message.Message):
     IS_ENABLED_FIELD_NUMBER: _builtins.int
     IS_SYNC_ENABLED_FIELD_NUMBER: _builtins.int
     QUERY_FIELD_NUMBER: _builtins.int
+    ALL_USERS_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Maximum accounts per page, 1 to 1000; 0 means the default, 50."""
     page_token: _builtins.str
@@ -520,6 +528,10 @@ class ListAccountsRequest(_message.Message):
     """Only accounts whose email_address or account_name contains this text,
     case-insensitively.
     """
+    all_users: _builtins.bool
+    """Accounts of every user of the caller's tenant, not only the caller's own;
+    needs the tenant_admin role.
+    """
     def __init__(
         self,
         *,
@@ -530,10 +542,11 @@ class ListAccountsRequest(_message.Message):
         is_enabled: _builtins.bool | None = ...,
         is_sync_enabled: _builtins.bool | None = ...,
         query: _builtins.str = ...,
+        all_users: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_is_enabled", b"_is_enabled", "_is_sync_enabled", b"_is_sync_enabled", "is_enabled", b"is_enabled", "is_sync_enabled", b"is_sync_enabled"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_is_enabled", b"_is_enabled", "_is_sync_enabled", b"_is_sync_enabled", "is_enabled", b"is_enabled", "is_sync_enabled", b"is_sync_enabled", "page_size", b"page_size", "page_token", b"page_token", "protocol", b"protocol", "query", b"query", "show_deleted", b"show_deleted"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_is_enabled", b"_is_enabled", "_is_sync_enabled", b"_is_sync_enabled", "all_users", b"all_users", "is_enabled", b"is_enabled", "is_sync_enabled", b"is_sync_enabled", "page_size", b"page_size", "page_token", b"page_token", "protocol", b"protocol", "query", b"query", "show_deleted", b"show_deleted"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__is_enabled: _TypeAlias = _typing.Literal["is_enabled"]  # noqa: Y015
     _WhichOneofArgType__is_enabled: _TypeAlias = _typing.Literal["_is_enabled", b"_is_enabled"]  # noqa: Y015
@@ -928,6 +941,7 @@ class AuditEvent(_message.Message):
     ACTION_FIELD_NUMBER: _builtins.int
     CHANGED_FIELDS_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-generated UUID of the event."""
     tenant_id: _builtins.str
@@ -948,6 +962,10 @@ class AuditEvent(_message.Message):
     def changed_fields(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Names (proto JSON names) of the fields the action changed."""
 
+    @_builtins.property
+    def actor(self) -> Global___Actor:
+        """Who made the call, as authenticated (not as claimed in metadata)."""
+
     def __init__(
         self,
         *,
@@ -959,14 +977,44 @@ class AuditEvent(_message.Message):
         action: Global___AuditAction.ValueType = ...,
         changed_fields: _abc.Iterable[_builtins.str] | None = ...,
         outcome: Global___AuditOutcome.ValueType = ...,
+        actor: Global___Actor | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "action", b"action", "changed_fields", b"changed_fields", "id", b"id", "outcome", b"outcome", "tenant_id", b"tenant_id", "time", b"time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "action", b"action", "actor", b"actor", "changed_fields", b"changed_fields", "id", b"id", "outcome", b"outcome", "tenant_id", b"tenant_id", "time", b"time", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AuditEvent: _TypeAlias = AuditEvent  # noqa: Y015
+
+@_typing.final
+class Actor(_message.Message):
+    """The authenticated caller behind an audited action."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IDENTITY_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    identity: _builtins.str
+    """The calling service's identity: its client certificate's SPIFFE id or DNS
+    name, the token subject when a token alone authenticated the call, or
+    "anonymous" when the server runs without caller authentication.
+    """
+    subject: _builtins.str
+    """The end user's token subject when a token was given; empty otherwise."""
+    def __init__(
+        self,
+        *,
+        identity: _builtins.str = ...,
+        subject: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["identity", b"identity", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Actor: _TypeAlias = Actor  # noqa: Y015
 
 @_typing.final
 class ListAuditEventsRequest(_message.Message):
@@ -977,22 +1025,28 @@ class ListAuditEventsRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    ALL_USERS_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Maximum events per page, 1 to 1000; 0 means the default, 50."""
     page_token: _builtins.str
     """next_page_token of the previous page; empty for the first page."""
     account_id: _builtins.str
     """Only events of this account, when set."""
+    all_users: _builtins.bool
+    """Events of every user of the caller's tenant, not only the caller's own;
+    needs the tenant_admin role.
+    """
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         account_id: _builtins.str = ...,
+        all_users: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "all_users", b"all_users", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
