@@ -6,6 +6,10 @@ given, a generated credential key) and a bare grpc.aio echo server (`python -m b
 no interceptors). A separate load generator process drives them over loopback with a closed loop
 of N in-flight grpc.aio calls. Server CPU time per call comes from /proc/<pid>/stat sampled at
 the edges of each measured window. Results print as tables and go to bench/results/<time>.json.
+
+--security plaintext,mtls+jwt adds, in the same run, a second service (--auth mtls+jwt, its own
+throw-away CA, certificates, token key and policy) and a second echo over mutual TLS; the load
+workloads run against both pairs and a "security" section compares them.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -25,11 +30,14 @@ from typing import Any
 from bench import profiling, report, seed_db, servers
 from bench.loadgen import LoadGenerator
 from bench.procstat import machine_info
+from bench.security import PLAINTEXT, SECURITY_MODES, ClientTls, create_mtls_jwt
 from bench.stats import PointResult
 from bench.workloads import WORKLOADS, Fixture, Identity
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 EXTRA_WORKLOADS = ("list-scaling", "isolation")
+# Issue target: GetAccount server CPU per call with mTLS+JWT over plaintext, TLS costs aside.
+AUTH_OVERHEAD_TARGET = 1.15
 
 
 def _ints(text: str) -> list[int]:
@@ -54,6 +62,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--database-url",
         help="service database [a fresh SQLite file in a temp dir]; "
         "e.g. postgresql+psycopg://user:pw@127.0.0.1/db (rows are namespaced by run)",
+    )
+    p.add_argument(
+        "--security",
+        default=PLAINTEXT,
+        help=f"transport/auth modes measured in the same run, from {','.join(SECURITY_MODES)}; "
+        "must include plaintext, the baseline of the security ratios [plaintext]",
     )
     p.add_argument("--quick", action="store_true", help="very short run (smoke test)")
     p.add_argument("--json", type=Path, help="results file [bench/results/<timestamp>.json]")
@@ -100,6 +114,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.workloads) - set(WORKLOADS) - set(EXTRA_WORKLOADS)
     if unknown:
         p.error(f"unknown workloads: {', '.join(sorted(unknown))}")
+    modes = {m.strip() for m in args.security.split(",") if m.strip()}
+    if modes - set(SECURITY_MODES) or PLAINTEXT not in modes:
+        p.error(f"--security takes plaintext plus any of {','.join(SECURITY_MODES[1:])}")
+    args.security = [m for m in SECURITY_MODES if m in modes]  # plaintext first
     args.py_spy = [w.strip() for w in args.py_spy.split(",") if w.strip()]
     if set(args.py_spy) - set(WORKLOADS):
         p.error(f"--py-spy takes load workloads ({','.join(WORKLOADS)})")
@@ -110,6 +128,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
+
+
+@dataclass
+class Stack:
+    """The servers and callers of one security mode: a service, its echo and their clients."""
+
+    security: str
+    service: servers.ServerProcess
+    echo: servers.ServerProcess
+    reader: Identity
+    writer: Identity
+    tls: ClientTls | None = None  # client side of mutual TLS; None for plaintext
+    fixture: Fixture | None = None
+
+    @property
+    def tag(self) -> str:
+        return "" if self.security == PLAINTEXT else f" [{self.security}]"
 
 
 class Bench:
@@ -123,38 +158,71 @@ class Bench:
         tenant = f"bench-{self.run_id}-{uuid.uuid4().hex[:6]}"
         self.reader = Identity(tenant, "reader")
         self.writer = Identity(tenant, "writer")
-        self.service: servers.ServerProcess | None = None
-        self.echo: servers.ServerProcess | None = None
+        self.stacks: dict[str, Stack] = {}
         self.loadgen: LoadGenerator | None = None
         self.doc: dict[str, Any] = {"errors": []}
 
+    @property
+    def service(self) -> servers.ServerProcess | None:
+        """The plaintext service: list scaling and isolation measure it alone."""
+        stack = self.stacks.get(PLAINTEXT)
+        return stack.service if stack is not None else None
+
+    def _processes(self) -> list[servers.ServerProcess]:
+        return [proc for stack in self.stacks.values() for proc in (stack.service, stack.echo)]
+
     # -- lifecycle ------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self.echo = servers.start_echo(self.workdir)
-        self.service = servers.start_service(
+    def _spawn_stack(self, security: str) -> Stack:
+        a = self.args
+        svc_args: list[str] = []
+        echo_args: list[str] = []
+        tls: ClientTls | None = None
+        reader, writer, database_url = self.reader, self.writer, self.database_url
+        slug = security.replace("+", "-")
+        if security != PLAINTEXT:
+            material = create_mtls_jwt(self.workdir / slug)
+            svc_args, echo_args, tls = material.service_args, material.tls_args, material.client
+            # Own SQLite file; in a shared --database-url its own tenant keeps the rows apart.
+            database_url = a.database_url or f"sqlite:///{self.workdir / f'bench-{slug}.db'}"
+            tenant = f"{self.reader.tenant_id}-{slug}"
+            reader = Identity(tenant, "reader", material.token(tenant, "reader"))
+            writer = Identity(tenant, "writer", material.token(tenant, "writer"))
+        suffix = "" if security == PLAINTEXT else f"-{slug}"
+        service = servers.start_service(
             self.workdir,
-            self.database_url,
-            log_level=self.args.server_log_level,
+            database_url,
+            log_level=a.server_log_level,
             allow_network="127.0.0.0/8",
             max_tests_per_tenant=200,
-            workers=self.args.server_workers,
+            workers=a.server_workers,
+            name=f"service{suffix}",
+            extra_args=svc_args,
         )
-        t_echo = servers.wait_serving(self.echo)
-        t_svc = servers.wait_serving(self.service, servers.SERVICE_NAME)
-        print(
-            f"servers SERVING: service pid {self.service.pid} on {self.service.target} "
-            f"({t_svc:.1f}s), echo pid {self.echo.pid} on {self.echo.target} ({t_echo:.1f}s)"
-        )
+        echo = servers.start_echo(self.workdir, name=f"echo{suffix}", extra_args=echo_args)
+        return Stack(security, service, echo, reader, writer, tls)
+
+    def start(self) -> None:
+        for security in self.args.security:
+            # One mode at a time: services sharing a --database-url must not migrate it at once.
+            stack = self._spawn_stack(security)
+            self.stacks[security] = stack
+            creds = stack.tls.credentials() if stack.tls is not None else None
+            t_echo = servers.wait_serving(stack.echo, credentials=creds)
+            t_svc = servers.wait_serving(stack.service, servers.SERVICE_NAME, credentials=creds)
+            print(
+                f"servers SERVING ({security}): service pid {stack.service.pid} on "
+                f"{stack.service.target} ({t_svc:.1f}s), echo pid {stack.echo.pid} on "
+                f"{stack.echo.target} ({t_echo:.1f}s)"
+            )
         self.loadgen = LoadGenerator()
         print(f"load generator: pid {self.loadgen.pid}")
 
     def close(self) -> None:
         if self.loadgen is not None:
             self.loadgen.close()
-        for proc in (self.service, self.echo):
-            if proc is not None:
-                proc.stop()
+        for proc in self._processes():
+            proc.stop()
         if self.args.keep_workdir:
             print(f"workdir kept: {self.workdir}")
         else:
@@ -174,38 +242,39 @@ class Bench:
         message = f"{name}: {type(exc).__name__}: {exc}"
         print(f"!! {message}", file=sys.stderr)
         self.doc["errors"].append(message)
-        for proc in (self.service, self.echo):
-            if proc is not None and proc.proc.poll() is not None:
+        for proc in self._processes():
+            if proc.proc.poll() is not None:
                 raise RuntimeError(f"{proc.name} server died:\n{proc.log_tail()}") from exc
 
     # -- sections -------------------------------------------------------------------------------
 
     def seed(self) -> Fixture:
-        start = time.perf_counter()
-        fixture: Fixture = self._run(
-            "seed",
-            timeout=300,
-            target=self.service_target,
-            reader=self.reader,
-            writer=self.writer,
-            count=self.args.seed_accounts,
-        )
-        print(
-            f"seeded {len(fixture.account_ids)} accounts for {self.reader.tenant_id}/reader "
-            f"via CreateAccount in {time.perf_counter() - start:.1f}s"
-        )
+        """Seeds every mode's service through CreateAccount; returns the plaintext fixture."""
+        for stack in self.stacks.values():
+            start = time.perf_counter()
+            stack.fixture = self._run(
+                "seed",
+                timeout=300,
+                target=stack.service.target,
+                reader=stack.reader,
+                writer=stack.writer,
+                count=self.args.seed_accounts,
+                tls=stack.tls,
+            )
+            print(
+                f"seeded {len(stack.fixture.account_ids)} accounts for "
+                f"{stack.reader.tenant_id}/reader via CreateAccount{stack.tag} in "
+                f"{time.perf_counter() - start:.1f}s"
+            )
+        fixture = self.stacks[PLAINTEXT].fixture
+        assert fixture is not None
         return fixture
 
-    @property
-    def service_target(self) -> str:
-        assert self.service is not None
-        return self.service.target
-
     def point(
-        self, kind: str, workload: str, fixture: Fixture, concurrency: int, duration: float
+        self, stack: Stack, kind: str, workload: str, concurrency: int, duration: float
     ) -> PointResult:
-        server = self.echo if kind == "echo" else self.service
-        assert server is not None
+        server = stack.echo if kind == "echo" else stack.service
+        assert stack.fixture is not None
         a = self.args
         result: PointResult = self._run(
             "point",
@@ -213,40 +282,45 @@ class Bench:
             target=server.target,
             kind=kind,
             workload=workload,
-            fixture=fixture,
+            fixture=stack.fixture,
             concurrency=concurrency,
             server_pid=server.pid,
             warmup_s=a.warmup,
             duration_s=duration,
             call_timeout_s=a.call_timeout,
             channels=a.channels,
+            security=stack.security,
+            tls=stack.tls,
         )
-        label = "echo" if kind == "echo" else workload
+        label = report.label(kind, workload, stack.security)
+        width = 7 if len(self.stacks) == 1 else 18
         print(
-            f"  {label:<7} c={concurrency:<3} {result.throughput:8.0f} calls/s  "
+            f"  {label:<{width}} c={concurrency:<3} {result.throughput:8.0f} calls/s  "
             f"p50 {result.p50_ms:7.2f} ms  p99 {result.p99_ms:7.2f} ms  "
             f"errors {result.error_count}  server {result.server_cpu_per_call_us:6.0f} µs/call",
             flush=True,
         )
         return result
 
-    def load(self, fixture: Fixture) -> list[PointResult]:
+    def load(self) -> list[PointResult]:
         workloads = [w for w in WORKLOADS if w in self.args.workloads]
         points: list[PointResult] = []
         if not workloads:
             return points
         print(
             f"\n== load: {', '.join(workloads)} at concurrency "
-            f"{','.join(map(str, self.args.concurrency))} =="
+            f"{','.join(map(str, self.args.concurrency))}, {' and '.join(self.stacks)} =="
         )
+        # Modes interleave per concurrency, so slow drift of the machine hits both alike.
         for concurrency in self.args.concurrency:
-            for kind, workload in [("echo", "echo"), *(("service", w) for w in workloads)]:
-                try:
-                    points.append(
-                        self.point(kind, workload, fixture, concurrency, self.args.duration)
-                    )
-                except (RuntimeError, TimeoutError) as exc:
-                    self._section_failed(f"{workload} c={concurrency}", exc)
+            for stack in self.stacks.values():
+                for kind, workload in [("echo", "echo"), *(("service", w) for w in workloads)]:
+                    try:
+                        points.append(
+                            self.point(stack, kind, workload, concurrency, self.args.duration)
+                        )
+                    except (RuntimeError, TimeoutError) as exc:
+                        self._section_failed(f"{workload}{stack.tag} c={concurrency}", exc)
         return points
 
     def list_scaling(self) -> list[dict[str, Any]]:
@@ -309,8 +383,9 @@ class Bench:
             print(f"  skipped: {result['reason']}")
         return result
 
-    def profile(self, fixture: Fixture) -> dict[str, Any]:
-        assert self.service is not None
+    def profile(self) -> dict[str, Any]:
+        """py-spy on each mode's service; plaintext results keyed by workload, others by
+        "workload [mode]"."""
         py_spy = profiling.find_py_spy()
         if py_spy is None:
             print("\n(py-spy not found: .venv/bin/pip install py-spy)")
@@ -321,17 +396,19 @@ class Bench:
             f"\n== py-spy profile of the service, {seconds:.0f}s per workload at c={concurrency} =="
         )
         out: dict[str, Any] = {}
-        for workload in self.args.py_spy:
-            path = RESULTS_DIR / f"{self.run_id}-pyspy-{self.args.py_spy_mode}-{workload}.txt"
+        for stack, workload in ((s, w) for s in self.stacks.values() for w in self.args.py_spy):
+            key = workload + stack.tag
+            slug = "" if stack.security == PLAINTEXT else f"{stack.security.replace('+', '-')}-"
+            path = RESULTS_DIR / f"{self.run_id}-pyspy-{self.args.py_spy_mode}-{slug}{workload}.txt"
             spy = profiling.start(
                 py_spy,
-                self.service.pid,
+                stack.service.pid,
                 seconds + self.args.warmup,
                 path,
                 mode=self.args.py_spy_mode,
             )
             try:
-                point = self.point("service", workload, fixture, concurrency, seconds)
+                point = self.point(stack, "service", workload, concurrency, seconds)
             finally:
                 try:
                     _, err = spy.communicate(timeout=seconds + 30)
@@ -339,24 +416,44 @@ class Bench:
                     spy.kill()
                     err = b""
             if not path.exists():
-                out[workload] = {"status": "failed", "reason": err.decode(errors="replace")[-500:]}
-                print(f"  py-spy failed: {out[workload]['reason']}")
+                out[key] = {"status": "failed", "reason": err.decode(errors="replace")[-500:]}
+                print(f"  py-spy failed: {out[key]['reason']}")
                 continue
             summary = profiling.summarize(path)
-            out[workload] = {"point": point, "collapsed_stacks": str(path), **summary}
-            print(profiling.format_summary(f"{workload} ({self.args.py_spy_mode})", summary))
+            out[key] = {"point": point, "collapsed_stacks": str(path), **summary}
+            print(profiling.format_summary(f"{key} ({self.args.py_spy_mode})", summary))
         return out
+
+    def security_section(self, points: list[PointResult]) -> dict[str, Any]:
+        """Plaintext vs each other mode, and the issue's target for GetAccount at the top
+        concurrency (absent when get was not measured)."""
+        rows = report.security_rows(points)
+        section: dict[str, Any] = {"modes": self.args.security, "rows": rows}
+        top = max(self.args.concurrency)
+        row = next((r for r in rows if r["workload"] == "get" and r["concurrency"] == top), None)
+        if row is not None:
+            measured = row["auth_overhead_beyond_tls"]
+            section["target"] = {
+                "workload": "get",
+                "concurrency": top,
+                "security": row["security"],
+                "max": AUTH_OVERHEAD_TARGET,
+                "measured": measured,
+                "met": measured <= AUTH_OVERHEAD_TARGET,
+            }
+        return section
 
     # -- the run --------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
         a = self.args
         machine = machine_info()
+        notes = NOTES + (SECURITY_NOTES if len(a.security) > 1 else [])
         self.doc.update(
             machine=machine.as_dict(),
             config={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
             database_url=self.database_url.split("@")[-1],
-            notes=NOTES,
+            notes=notes,
         )
         print(f"mailaccounts bench {machine.date}")
         print(
@@ -367,7 +464,7 @@ class Bench:
             f"software: Python {machine.python}, grpcio {machine.grpcio}, "
             f"protobuf {machine.protobuf}, SQLAlchemy {machine.sqlalchemy}"
         )
-        for note in NOTES:
+        for note in notes:
             print(f"note: {note}")
         print(
             f"database: {self.doc['database_url']}; service log level {a.server_log_level}; "
@@ -376,12 +473,14 @@ class Bench:
         )
         self.start()
         fixture = self.seed()
-        points = self.load(fixture)
+        points = self.load()
         self.doc["points"] = [
             {**p.as_dict(), "vs_echo": report.echo_ratios(p, _echo_for(points, p))}
             for p in points
             if p.target == "service"
         ] + [p.as_dict() for p in points if p.target == "echo"]
+        if len(a.security) > 1:
+            self.doc["security"] = self.security_section(points)
         if "list-scaling" in a.workloads:
             rows = self.list_scaling()
             self.doc["list_scaling"] = {"rows": rows}
@@ -391,7 +490,7 @@ class Bench:
         if "isolation" in a.workloads:
             self.doc["isolation"] = self.isolation(fixture)
         if a.py_spy:
-            self.doc["profiles"] = self.profile(fixture)
+            self.doc["profiles"] = self.profile()
         self.print_report(points)
         return self.doc
 
@@ -408,6 +507,23 @@ class Bench:
                 "the load generator shares the same cores)"
             )
             print(report.load_table(points))
+        security = self.doc.get("security")
+        if security is not None:
+            print(
+                "\nSECURITY  (server µs/call of each mode in this run; svc x and echo x are "
+                "mode / plaintext; the echo over\n"
+                "          mTLS pays the same TLS costs, so auth beyond TLS = svc x / echo x; "
+                "thr/echo = throughput / echo's, same mode)"
+            )
+            print(report.security_table(security["rows"]))
+            target = security.get("target")
+            if target is not None:
+                verdict = "met" if target["met"] else "MISSED"
+                print(
+                    f"target: {target['workload']} auth overhead beyond TLS at c="
+                    f"{target['concurrency']} {target['measured']:.2f}x "
+                    f"(<= {target['max']:.2f}x): {verdict}"
+                )
         scaling = self.doc.get("list_scaling")
         if scaling and scaling["rows"]:
             print(
@@ -450,8 +566,22 @@ NOTES = [
 ]
 
 
+SECURITY_NOTES = [
+    "mtls+jwt: the service runs --auth mtls+jwt (client certificate spiffe://bench/client, one "
+    "ES256 bearer token reused for every call, no x-tenant-id/x-user-id); its echo is the same "
+    "bare server over mutual TLS and gets the same bearer header",
+]
+
+
 def _echo_for(points: list[PointResult], p: PointResult) -> PointResult | None:
-    return next((e for e in points if e.target == "echo" and e.concurrency == p.concurrency), None)
+    return next(
+        (
+            e
+            for e in points
+            if e.target == "echo" and e.concurrency == p.concurrency and e.security == p.security
+        ),
+        None,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

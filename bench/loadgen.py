@@ -25,6 +25,7 @@ import grpc
 
 from bench import workloads
 from bench.procstat import cpu_seconds, self_cpu_seconds
+from bench.security import ClientTls
 from bench.stats import PointResult, summarize
 from bench.workloads import CallFn, Fixture, Identity
 
@@ -105,15 +106,24 @@ async def run_closed_loop(
     return result
 
 
-def open_channels(target: str, count: int) -> list[grpc.aio.Channel]:
-    return [grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) for _ in range(count)]
+def open_channel(target: str, tls: ClientTls | None = None) -> grpc.aio.Channel:
+    """A plaintext channel, or an mTLS one presenting the client certificate of `tls`."""
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+    return grpc.aio.secure_channel(target, tls.credentials(), options=CHANNEL_OPTIONS)
+
+
+def open_channels(target: str, count: int, tls: ClientTls | None = None) -> list[grpc.aio.Channel]:
+    return [open_channel(target, tls) for _ in range(count)]
 
 
 # -- commands run inside the load generator process ----------------------------------------------
 
 
-async def cmd_seed(target: str, reader: Identity, writer: Identity, count: int) -> Fixture:
-    async with grpc.aio.insecure_channel(target) as channel:
+async def cmd_seed(
+    target: str, reader: Identity, writer: Identity, count: int, tls: ClientTls | None = None
+) -> Fixture:
+    async with open_channel(target, tls) as channel:
         ids = await workloads.seed_accounts(channel, reader, count)
         await workloads.seed_accounts(channel, writer, 1)
     return Fixture(reader=reader, writer=writer, account_ids=tuple(ids))
@@ -131,9 +141,15 @@ async def cmd_point(
     duration_s: float,
     call_timeout_s: float,
     channels: int,
+    security: str = "plaintext",
+    tls: ClientTls | None = None,
 ) -> PointResult:
-    """One workload at one concurrency against the service (kind "service") or the echo."""
-    chans = open_channels(target, channels)
+    """One workload at one concurrency against the service (kind "service") or the echo.
+
+    `security` only labels the result; `tls` (client certificate and CA) makes the channels
+    mTLS, and the fixture's identities carry the bearer token if the mode has one.
+    """
+    chans = open_channels(target, channels, tls)
     try:
         calls: list[CallFn] = []
         for i in range(concurrency):
@@ -146,7 +162,7 @@ async def cmd_point(
                         workload, channel, fixture, timeout=call_timeout_s, seed=i
                     )
                 )
-        return await run_closed_loop(
+        result = await run_closed_loop(
             calls,
             workload=workload,
             target=kind,
@@ -154,6 +170,8 @@ async def cmd_point(
             warmup_s=warmup_s,
             duration_s=duration_s,
         )
+        result.security = security
+        return result
     finally:
         for channel in chans:
             await channel.close(None)

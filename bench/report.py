@@ -61,11 +61,20 @@ LOAD_HEADERS = (
 )  # fmt: skip
 
 
+def label(target: str, workload: str, security: str) -> str:
+    """'get', 'get [mtls+jwt]', 'echo', 'echo [mTLS]' (the echo authenticates no caller)."""
+    if security == "plaintext":
+        return workload if target == "service" else "echo"
+    return f"{workload} [{security}]" if target == "service" else "echo [mTLS]"
+
+
 def load_row(point: PointResult, echo: PointResult | None) -> list[str]:
     r = echo_ratios(point, echo) if point.target == "service" else {}
     cpu_pct = 100.0 * point.server_cpu_s / point.window_s if point.window_s else math.nan
     return [
-        point.workload if point.target == "service" else "echo (no interceptors)",
+        label(point.target, point.workload, point.security)
+        if point.target == "service" or point.security != "plaintext"
+        else "echo (no interceptors)",
         str(point.concurrency),
         _fmt(point.throughput, 0),
         _fmt(point.p50_ms),
@@ -82,9 +91,88 @@ def load_row(point: PointResult, echo: PointResult | None) -> list[str]:
 
 
 def load_table(points: Sequence[PointResult]) -> str:
-    echoes = {p.concurrency: p for p in points if p.target == "echo"}
-    ordered = sorted(points, key=lambda p: (p.concurrency, p.target != "echo"))
-    return table(LOAD_HEADERS, (load_row(p, echoes.get(p.concurrency)) for p in ordered))
+    """Every point; a service point's ratios are to the echo of the same security mode."""
+    echoes = {(p.security, p.concurrency): p for p in points if p.target == "echo"}
+    modes = list(dict.fromkeys(p.security for p in points))
+    ordered = sorted(
+        points, key=lambda p: (p.concurrency, modes.index(p.security), p.target != "echo")
+    )
+    return table(
+        LOAD_HEADERS, (load_row(p, echoes.get((p.security, p.concurrency))) for p in ordered)
+    )
+
+
+def security_rows(
+    points: Sequence[PointResult], baseline: str = "plaintext"
+) -> list[dict[str, Any]]:
+    """Each secure service point against the plaintext one at the same workload and concurrency.
+
+    The echo runs in both modes too, so echo_cpu_ratio is what TLS itself costs a bare server;
+    auth_overhead_beyond_tls = service_cpu_ratio / echo_cpu_ratio is what the service adds on
+    top of that (authentication, policy, token cache), 1.0 meaning nothing.
+    """
+    by_key = {(p.target, p.workload, p.security, p.concurrency): p for p in points}
+    rows: list[dict[str, Any]] = []
+    for p in points:
+        if p.target != "service" or p.security == baseline:
+            continue
+        plain = by_key.get(("service", p.workload, baseline, p.concurrency))
+        echo_plain = by_key.get(("echo", "echo", baseline, p.concurrency))
+        echo_sec = by_key.get(("echo", "echo", p.security, p.concurrency))
+        if plain is None or echo_plain is None or echo_sec is None:
+            continue
+
+        def pair(a: float, b: float, mode: str = p.security) -> dict[str, float]:
+            return {baseline: a, mode: b}
+
+        svc_ratio = _ratio(p.server_cpu_per_call_us, plain.server_cpu_per_call_us)
+        echo_ratio = _ratio(echo_sec.server_cpu_per_call_us, echo_plain.server_cpu_per_call_us)
+        rows.append(
+            {
+                "workload": p.workload,
+                "concurrency": p.concurrency,
+                "security": p.security,
+                "service_cpu_per_call_us": pair(
+                    plain.server_cpu_per_call_us, p.server_cpu_per_call_us
+                ),
+                "echo_cpu_per_call_us": pair(
+                    echo_plain.server_cpu_per_call_us, echo_sec.server_cpu_per_call_us
+                ),
+                "service_cpu_ratio": svc_ratio,
+                "echo_cpu_ratio": echo_ratio,
+                "auth_overhead_beyond_tls": _ratio(svc_ratio, echo_ratio),
+                "throughput": pair(plain.throughput, p.throughput),
+                "echo_throughput": pair(echo_plain.throughput, echo_sec.throughput),
+                "throughput_vs_echo": pair(
+                    _ratio(plain.throughput, echo_plain.throughput),
+                    _ratio(p.throughput, echo_sec.throughput),
+                ),
+                "p99_ms": pair(plain.p99_ms, p.p99_ms),
+            }
+        )
+    rows.sort(key=lambda r: (r["workload"], r["security"], r["concurrency"]))
+    return rows
+
+
+SECURITY_HEADERS = (
+    "workload", "conc", "mode", "svc µs plain", "svc µs sec", "svc x", "echo µs plain",
+    "echo µs TLS", "echo x", "auth beyond TLS", "thr/echo plain", "thr/echo sec",
+)  # fmt: skip
+
+
+def security_table(rows: Sequence[dict[str, Any]]) -> str:
+    def cells(r: dict[str, Any]) -> list[str]:
+        plain, sec = "plaintext", r["security"]
+        return [
+            r["workload"], str(r["concurrency"]), sec,
+            _fmt(r["service_cpu_per_call_us"][plain], 0),
+            _fmt(r["service_cpu_per_call_us"][sec], 0), _fmt(r["service_cpu_ratio"]),
+            _fmt(r["echo_cpu_per_call_us"][plain], 0), _fmt(r["echo_cpu_per_call_us"][sec], 0),
+            _fmt(r["echo_cpu_ratio"]), _fmt(r["auth_overhead_beyond_tls"]),
+            _fmt(r["throughput_vs_echo"][plain]), _fmt(r["throughput_vs_echo"][sec]),
+        ]  # fmt: skip
+
+    return table(SECURITY_HEADERS, (cells(r) for r in rows))
 
 
 def list_scaling_table(rows: Sequence[dict[str, Any]]) -> str:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,11 +102,14 @@ def generate_key() -> str:
     return out.stdout.strip()
 
 
-def start_echo(workdir: Path) -> ServerProcess:
+def start_echo(
+    workdir: Path, *, name: str = "echo", extra_args: Sequence[str] = ()
+) -> ServerProcess:
+    """The echo baseline; `extra_args` are echo_server flags (e.g. its TLS files)."""
     port = free_port()
-    argv = [sys.executable, "-m", "bench.echo_server", "--port", str(port)]
+    argv = [sys.executable, "-m", "bench.echo_server", "--port", str(port), *extra_args]
     env = {**os.environ, "PYTHONPATH": _repo_root()}
-    return _spawn("echo", argv, workdir, env, port)
+    return _spawn(name, argv, workdir, env, port)
 
 
 def start_service(
@@ -116,7 +120,10 @@ def start_service(
     allow_network: str,
     max_tests_per_tenant: int,
     workers: int = 1,
+    name: str = "service",
+    extra_args: Sequence[str] = (),
 ) -> ServerProcess:
+    """The service; `extra_args` are more `serve` flags (e.g. TLS and auth)."""
     port = free_port()
     argv = [
         sys.executable, "-m", "mailaccounts_server", "serve",
@@ -125,30 +132,43 @@ def start_service(
         "--log-level", log_level,
         "--allow-network", allow_network,
         "--workers", str(workers),
+        *extra_args,
     ]  # fmt: skip
     env = {
         **os.environ,
         "MAILACCOUNTS_CREDENTIAL_KEYS": generate_key(),
-        "MAILACCOUNTS_KEY_FILE": str(workdir / "bench.key"),
+        "MAILACCOUNTS_KEY_FILE": str(workdir / f"{name}.key"),
         "MAILACCOUNTS_LOG_LEVEL": log_level,
         "MAILACCOUNTS_MAX_TESTS_PER_TENANT": str(max_tests_per_tenant),
         "MAILACCOUNTS_GRACE_SECONDS": "1",
     }
-    return _spawn("service", argv, workdir, env, port)
+    return _spawn(name, argv, workdir, env, port)
 
 
 def _repo_root() -> str:
     return str(Path(__file__).resolve().parent.parent)
 
 
-def wait_serving(server: ServerProcess, service: str = "", timeout: float = 60.0) -> float:
+def wait_serving(
+    server: ServerProcess,
+    service: str = "",
+    timeout: float = 60.0,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> float:
     """Polls grpc.health.v1 Check until SERVING; returns the seconds it took.
 
-    Raises RuntimeError (with the server's log tail) if the process exits or time runs out.
+    With `credentials` the check goes over (m)TLS, so a server whose certificates the client
+    does not accept never counts as up. Raises RuntimeError (with the server's log tail) if the
+    process exits or time runs out.
     """
     start = time.monotonic()
     deadline = start + timeout
-    with grpc.insecure_channel(server.target) as channel:
+    channel = (
+        grpc.insecure_channel(server.target)
+        if credentials is None
+        else grpc.secure_channel(server.target, credentials)
+    )
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if server.proc.poll() is not None:

@@ -35,6 +35,7 @@ class PointResult:
     client_cpu_per_call_us: float
     per_method: dict[str, dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    security: str = "plaintext"  # transport and caller authentication: plaintext or mtls+jwt
 
     @property
     def error_count(self) -> int:

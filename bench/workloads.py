@@ -12,7 +12,7 @@ import os
 import random
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from mailaccounts.v1 import account_service_pb2 as pb
@@ -29,13 +29,20 @@ MIXED_GET, MIXED_CREATE, MIXED_UPDATE = 0.80, 0.075, 0.075
 
 @dataclass(frozen=True)
 class Identity:
-    """A caller: sent as x-tenant-id / x-user-id on every call."""
+    """A caller: sent as x-tenant-id / x-user-id on every call, or as a bearer token only.
+
+    With a token (mtls+jwt mode) the token names tenant and user, so the x- headers are left
+    out, as a real client would: the server would only check that they match the token.
+    """
 
     tenant_id: str
     user_id: str
+    token: str = field(default="", repr=False)
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
+        if self.token:
+            return (("authorization", f"Bearer {self.token}"),)
         return (("x-tenant-id", self.tenant_id), ("x-user-id", self.user_id))
 
 
