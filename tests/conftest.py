@@ -7,15 +7,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mailaccounts.v1 import account_service_pb2 as pb
 from mailaccounts_client import AccountClient
-from mailaccounts_server.config import Settings
+from mailaccounts_server.config import Settings, env_name
 from mailaccounts_server.credentials import generate_key
-from support.factories import new_caller
+from sqlalchemy import Engine, create_engine
+from support.factories import LOOPBACK, account_fields, new_caller
 from support.grpc_server import ServerThread
 
 pytest_plugins = ["support.postgres", "support.dovecot", "support.pki", "support.tokens"]
 
 TEST_KEY = generate_key()
+
+
+@pytest.fixture(autouse=True)
+def _no_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings() reads MAILACCOUNTS_* variables: a developer's own must not change the tests."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(env_name(name), raising=False)
+    monkeypatch.delenv("MAILACCOUNTS_POLICY_FILE", raising=False)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -33,7 +43,6 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         database_url=database_url,
         credential_keys=TEST_KEY,
         key_file=tmp_path / "unused.key",
-        db_threads=4,
         db_pool_size=5,
     )
 
@@ -44,9 +53,7 @@ def make_server(settings: Settings) -> Iterator[Callable[..., ServerThread]]:
     started: list[ServerThread] = []
 
     def start(**overrides: Any) -> ServerThread:
-        from dataclasses import replace
-
-        server = ServerThread(replace(settings, **overrides))
+        server = ServerThread(settings.model_copy(update=overrides))
         started.append(server)
         return server
 
@@ -63,4 +70,30 @@ def server(make_server: Callable[..., ServerThread]) -> ServerThread:
 @pytest.fixture
 def client(server: ServerThread) -> Iterator[AccountClient]:
     with AccountClient(server.target, new_caller()) as c:
+        yield c
+
+
+@pytest.fixture
+def account(client: AccountClient) -> pb.Account:
+    """One valid account of `client`'s caller."""
+    return client.create_account(**account_fields())
+
+
+@pytest.fixture
+def engine(settings: Settings, server: ServerThread) -> Iterator[Engine]:
+    """Direct access to the test database (the server has applied the migrations)."""
+    eng = create_engine(settings.database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def loopback_server(make_server: Callable[..., ServerThread]) -> ServerThread:
+    """A server that may reach loopback, where the test mail servers and ports listen."""
+    return make_server(allow_networks=LOOPBACK)
+
+
+@pytest.fixture
+def loopback_client(loopback_server: ServerThread) -> Iterator[AccountClient]:
+    with AccountClient(loopback_server.target, new_caller()) as c:
         yield c

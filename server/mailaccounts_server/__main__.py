@@ -18,8 +18,6 @@ from mailaccounts_server.config import (
 )
 from mailaccounts_server.credentials import ConfigurationError, generate_key
 from mailaccounts_server.devcerts import DEFAULT_CLIENT_IDENTITY, write_dev_certs
-from mailaccounts_server.storage import migrate
-from mailaccounts_server.storage.database import Database
 
 _LOG = logging.getLogger("mailaccounts_server")
 
@@ -69,9 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         return _dev_certs(args.directory, args.identity, overwrite=args.force)
     if args.command is None:  # bare invocation: serve with defaults
         args = _parser().parse_args(["serve"])
-    settings = settings_from(args)
-    _configure_logging(settings)
     try:
+        # Inside the try: a bad flag or variable is a one-line error, not a traceback.
+        settings = settings_from(args)
+        _configure_logging(settings)
         if command == "serve" and settings.workers > 1 and settings.worker_index is None:
             return workers.run_workers(
                 settings,
@@ -81,9 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         if command == "serve":
             asyncio.run(app.serve(settings))
         elif command == "migrate":
-            db = Database(settings.database_url)
-            migrate.upgrade(db.engine)
-            db.dispose()
+            app.migrate_database(settings)
         elif command == "purge":
             removed = app.purge_once(settings)
             _LOG.info("purged %d accounts", removed)

@@ -3,16 +3,49 @@
 from __future__ import annotations
 
 import argparse
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
+
+from mailaccounts_server.credentials import ConfigurationError
 
 DEFAULT_DATABASE_URL = "sqlite:///mailaccounts.db"
+ENV_PREFIX = "MAILACCOUNTS_"
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+AUTH_MODES = ("none", "mtls", "jwt", "mtls+jwt")
+
+# Settings whose environment variable or flag is not derived from the field name.
+_ENV_NAMES = {"policy_file": f"{ENV_PREFIX}POLICY"}
+_FLAGS = {
+    "policy_file": "--policy",
+    "allow_networks": "--allow-network",
+    "migrate_on_start": "--no-migrate",
+}
+# A secret on the command line is visible to every local user in `ps`.
+ENV_ONLY = frozenset({"credential_keys"})
+# Set by `serve --workers N` for the processes it starts, not by users.
+INTERNAL = frozenset({"worker_index"})
+
+# Seconds and days: NaN and infinity pass a `>= 0` check in spirit only, and break arithmetic.
+_Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
     """Everything the server needs to start; built once in main and passed down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        # CI and the test suite set MAILACCOUNTS_* variables that are not settings.
+        extra="ignore",
+        # An empty variable meant "unset" before pydantic-settings; keep it that way.
+        env_ignore_empty=True,
+        # policy_file is read from MAILACCOUNTS_POLICY, yet code and tests pass it by name.
+        populate_by_name=True,
+    )
 
     # Loopback by default: the embedded default serves plaintext without caller authentication,
     # which only a local user may reach. Another address needs TLS or --allow-plaintext.
@@ -21,30 +54,30 @@ class Settings:
     log_level: str = "INFO"
     # Production refuses to start without configured credential keys (no key file fallback).
     production: bool = False
-    credential_keys: str | None = field(default=None, repr=False)
+    # Environment only (no flag): a secret on a command line is visible to everyone in `ps`.
+    credential_keys: str | None = Field(default=None, repr=False)
     key_file: Path = Path("mailaccounts.key")
-    retention_days: float = 30.0
+    retention_days: _Seconds = 30.0
     # How often `serve` purges accounts past retention; 0 turns the background purge off.
-    purge_interval_seconds: float = 3600.0
+    purge_interval_seconds: _Seconds = 3600.0
     migrate_on_start: bool = True
-    # PostgreSQL calls run on this many threads; measured on 2 cores at 50 in flight, 4 beat 1,
-    # 2 and 8 (more threads only contend for the GIL).
-    db_threads: int = 4
-    db_pool_size: int = 10
-    grace_seconds: float = 10.0
+    # Database connections per process (PostgreSQL's asyncio pool; idle SQLite ones kept).
+    db_pool_size: int = Field(default=10, ge=1)
+    grace_seconds: _Seconds = 10.0
     # After SIGTERM: seconds of NOT_SERVING health while still serving, so load balancers
     # stop sending calls before the listener closes. Set it to the health-check period.
-    drain_seconds: float = 0.0
+    drain_seconds: _Seconds = 0.0
     # TestConnection: extra CA bundle, deployment-wide TLS verification switch, SSRF allowlist.
     ca_file: str | None = None
     tls_verify: bool = True
-    allow_networks: tuple[str, ...] = ()
-    max_tests_per_tenant: int = 10
-    max_tests_total: int = 200
+    # NoDecode: the variable is a comma-separated list, not the JSON pydantic-settings expects.
+    allow_networks: Annotated[tuple[str, ...], NoDecode] = ()
+    max_tests_per_tenant: int = Field(default=10, ge=1)
+    max_tests_total: int = Field(default=200, ge=1)
     # `serve --workers N` runs N server processes on one port (SO_REUSEPORT); a process started
     # by it carries its index, which tells it not to spawn, migrate or (unless 0) purge.
-    workers: int = 1
-    worker_index: int | None = None
+    workers: int = Field(default=1, ge=1)
+    worker_index: int | None = Field(default=None, ge=0)
     # Transport security: server TLS (files re-read when they change), and client certificates
     # verified against client_ca (mutual TLS).
     tls_cert: str | None = None
@@ -54,18 +87,56 @@ class Settings:
     allow_plaintext: bool = False
     # Caller authentication: none | mtls | jwt | mtls+jwt (see transport/auth).
     auth: str = "none"
-    policy_file: str | None = None
+    # MAILACCOUNTS_POLICY is the documented name; the _FILE spelling matches the field.
+    policy_file: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(f"{ENV_PREFIX}POLICY", f"{ENV_PREFIX}POLICY_FILE"),
+    )
     jwt_jwks: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     jwt_tenant_claim: str = "tenant_id"
     jwt_user_claim: str = "sub"
     jwt_roles_claim: str = "roles"
-    jwt_leeway_seconds: float = 30.0
+    jwt_leeway_seconds: _Seconds = 30.0
     # A plaintext listener that serves only grpc.health.v1, for probes without certificates.
     health_listen: str | None = None
     # Server reflection; None means on, except with --production.
     reflection: bool | None = None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        if value not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _lower_auth(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("auth")
+    @classmethod
+    def _known_auth(cls, value: str) -> str:
+        if value not in AUTH_MODES:
+            raise ValueError(f"must be one of {', '.join(AUTH_MODES)}")
+        return value
+
+    @field_validator("allow_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        # The environment gives "a,b"; repeated --allow-network flags give a list.
+        items = value.split(",") if isinstance(value, str) else value
+        if isinstance(items, list | tuple):
+            stripped = (i.strip() if isinstance(i, str) else i for i in items)
+            return tuple(i for i in stripped if i != "")
+        return items
 
     @property
     def retention_us(self) -> int:
@@ -76,15 +147,21 @@ class Settings:
         return self.reflection if self.reflection is not None else not self.production
 
 
-def _env(name: str) -> str | None:
-    value = os.environ.get(f"MAILACCOUNTS_{name}")
-    return value if value not in (None, "") else None
+def env_name(field: str) -> str:
+    """The environment variable that sets a Settings field."""
+    return _ENV_NAMES.get(field, f"{ENV_PREFIX}{field.upper()}")
 
 
-def _truthy(value: str | None, default: bool) -> bool:
-    if value is None:
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+def flag_name(field: str) -> str | None:
+    """The serve flag that sets a Settings field; None for environment-only ones."""
+    if field in ENV_ONLY or field in INTERNAL:
+        return None
+    return _FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
+def _default(field: str) -> str:
+    value = Settings.model_fields[field].default
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,20 +171,70 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key-file", help="credential key file of the embedded default")
     parser.add_argument("--production", action="store_true", default=None,
                         help="refuse to start without MAILACCOUNTS_CREDENTIAL_KEYS")  # fmt: skip
+    # Values stay strings here: Settings validates them, with errors that name the setting.
+    parser.add_argument(
+        "--retention-days",
+        metavar="DAYS",
+        help=f"soft-deleted accounts stay restorable this long [{_default('retention_days')}]",
+    )
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--listen", help="address to listen on [localhost:50051]")
-    parser.add_argument("--no-migrate", action="store_true", default=None,
-                        help="do not apply database migrations at start-up")  # fmt: skip
-    parser.add_argument("--ca-file", help="extra CA bundle trusted by TestConnection")
     parser.add_argument(
-        "--workers", type=int, help="server processes sharing the port (SO_REUSEPORT) [1]"
+        "--no-migrate",
+        dest="migrate_on_start",
+        action="store_false",
+        default=None,
+        help="do not apply database migrations at start-up",
     )
+    parser.add_argument("--ca-file", help="extra CA bundle trusted by TestConnection")
+    parser.add_argument("--workers", help="server processes sharing the port (SO_REUSEPORT) [1]")
     parser.add_argument(
         "--allow-network",
+        dest="allow_networks",
+        metavar="ALLOW_NETWORK",
         action="append",
         help="CIDR that TestConnection may reach despite the SSRF guard",
+    )
+    parser.add_argument(
+        "--tls-verify",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="verify mail server certificates in TestConnection [on]",
+    )
+    parser.add_argument(
+        "--max-tests-per-tenant",
+        metavar="N",
+        help=f"concurrent TestConnection calls per tenant [{_default('max_tests_per_tenant')}]",
+    )
+    parser.add_argument(
+        "--max-tests-total",
+        metavar="N",
+        help=f"concurrent TestConnection calls per process [{_default('max_tests_total')}]",
+    )
+    parser.add_argument(
+        "--purge-interval-seconds",
+        metavar="SECONDS",
+        help="how often accounts past retention are purged; 0 turns it off "
+        f"[{_default('purge_interval_seconds')}]",
+    )
+    parser.add_argument(
+        "--db-pool-size",
+        metavar="N",
+        help="database connections per process (as many again may overflow) "
+        f"[{_default('db_pool_size')}]",
+    )
+    parser.add_argument(
+        "--grace-seconds",
+        metavar="SECONDS",
+        help=f"time in-flight calls get to finish on SIGTERM [{_default('grace_seconds')}]",
+    )
+    parser.add_argument(
+        "--drain-seconds",
+        metavar="SECONDS",
+        help="NOT_SERVING health before the listener closes on SIGTERM; set to "
+        f"the health-check period [{_default('drain_seconds')}]",
     )
     tls = parser.add_argument_group("transport security and caller authentication")
     tls.add_argument("--tls-cert", help="server certificate chain (PEM); re-read when it changes")
@@ -115,7 +242,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     tls.add_argument("--client-ca", help="CA bundle that client certificates must chain to (mTLS)")
     tls.add_argument("--allow-plaintext", action="store_true", default=None,
                      help="allow plaintext off loopback (behind a mesh sidecar)")  # fmt: skip
-    tls.add_argument("--auth", choices=("none", "mtls", "jwt", "mtls+jwt"),
+    tls.add_argument("--auth", choices=AUTH_MODES,
                      help="how callers are authenticated [none]")  # fmt: skip
     tls.add_argument("--policy", dest="policy_file",
                      help="TOML file mapping identities to tenants and roles (reloaded on change "
@@ -126,6 +253,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     tls.add_argument("--jwt-tenant-claim", help="claim naming the tenant [tenant_id]")
     tls.add_argument("--jwt-user-claim", help="claim naming the user [sub]")
     tls.add_argument("--jwt-roles-claim", help="claim listing roles, jwt mode only [roles]")
+    tls.add_argument(
+        "--jwt-leeway-seconds",
+        metavar="SECONDS",
+        help="clock skew tolerated on token expiry and not-before "
+        f"[{_default('jwt_leeway_seconds')}]",
+    )
     tls.add_argument("--health-listen", help="extra plaintext address serving only health")
     tls.add_argument("--reflection", action="store_true", default=None,
                      help="serve reflection in production too")  # fmt: skip
@@ -134,59 +267,41 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    """Merges flags over environment variables over defaults."""
+    """Merges flags over environment variables over defaults.
 
-    def pick(flag: str, env: str) -> str | None:
-        value = getattr(args, flag, None)
-        return value if value is not None else _env(env)
-
-    allow = getattr(args, "allow_network", None) or (_env("ALLOW_NETWORKS") or "").split(",")
-    defaults = Settings()
-    return Settings(
-        listen=pick("listen", "LISTEN") or defaults.listen,
-        database_url=pick("database_url", "DATABASE_URL") or defaults.database_url,
-        log_level=(pick("log_level", "LOG_LEVEL") or defaults.log_level).upper(),
-        production=bool(getattr(args, "production", None))
-        or _truthy(_env("PRODUCTION"), defaults.production),
-        credential_keys=_env("CREDENTIAL_KEYS"),
-        key_file=Path(pick("key_file", "KEY_FILE") or defaults.key_file),
-        retention_days=float(_env("RETENTION_DAYS") or defaults.retention_days),
-        purge_interval_seconds=float(
-            _env("PURGE_INTERVAL_SECONDS") or defaults.purge_interval_seconds
-        ),
-        migrate_on_start=not getattr(args, "no_migrate", None)
-        and _truthy(_env("MIGRATE_ON_START"), defaults.migrate_on_start),
-        db_threads=int(_env("DB_THREADS") or defaults.db_threads),
-        db_pool_size=int(_env("DB_POOL_SIZE") or defaults.db_pool_size),
-        grace_seconds=float(_env("GRACE_SECONDS") or defaults.grace_seconds),
-        drain_seconds=float(_env("DRAIN_SECONDS") or defaults.drain_seconds),
-        ca_file=pick("ca_file", "CA_FILE"),
-        tls_verify=_truthy(_env("TLS_VERIFY"), defaults.tls_verify),
-        allow_networks=tuple(a.strip() for a in allow if a and a.strip()),
-        max_tests_per_tenant=int(_env("MAX_TESTS_PER_TENANT") or defaults.max_tests_per_tenant),
-        max_tests_total=int(_env("MAX_TESTS_TOTAL") or defaults.max_tests_total),
-        workers=int(pick("workers", "WORKERS") or defaults.workers),
-        worker_index=int(index) if (index := _env("WORKER_INDEX")) is not None else None,
-        tls_cert=pick("tls_cert", "TLS_CERT"),
-        tls_key=pick("tls_key", "TLS_KEY"),
-        client_ca=pick("client_ca", "CLIENT_CA"),
-        allow_plaintext=bool(getattr(args, "allow_plaintext", None))
-        or _truthy(_env("ALLOW_PLAINTEXT"), defaults.allow_plaintext),
-        auth=(pick("auth", "AUTH") or defaults.auth).strip().lower(),
-        policy_file=pick("policy_file", "POLICY"),
-        jwt_jwks=pick("jwt_jwks", "JWT_JWKS"),
-        jwt_issuer=pick("jwt_issuer", "JWT_ISSUER"),
-        jwt_audience=pick("jwt_audience", "JWT_AUDIENCE"),
-        jwt_tenant_claim=pick("jwt_tenant_claim", "JWT_TENANT_CLAIM") or defaults.jwt_tenant_claim,
-        jwt_user_claim=pick("jwt_user_claim", "JWT_USER_CLAIM") or defaults.jwt_user_claim,
-        jwt_roles_claim=pick("jwt_roles_claim", "JWT_ROLES_CLAIM") or defaults.jwt_roles_claim,
-        jwt_leeway_seconds=float(_env("JWT_LEEWAY_SECONDS") or defaults.jwt_leeway_seconds),
-        health_listen=pick("health_listen", "HEALTH_LISTEN"),
-        reflection=_reflection(getattr(args, "reflection", None), _env("REFLECTION")),
-    )
+    Raises ConfigurationError, naming the variable and flag, for a value that does not validate.
+    """
+    # Flags left out are None; only given ones go in, as init values beat the environment.
+    given = {
+        name: value
+        for name, value in vars(args).items()
+        if name in Settings.model_fields and name not in ENV_ONLY and value is not None
+    }
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc)) from None
+    except SettingsError as exc:  # a variable pydantic-settings could not even parse
+        raise ConfigurationError(str(exc)) from None
 
 
-def _reflection(flag: bool | None, env: str | None) -> bool | None:
-    if flag is not None:
-        return flag
-    return None if env is None else _truthy(env, True)
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        field = _field_of(error["loc"][0] if error["loc"] else "")
+        flag = flag_name(field) if field else None
+        name = env_name(field) if field else "settings"
+        where = f"{name} ({flag})" if flag else name
+        problems.append(f"{where}: {error['msg']}")
+    return "; ".join(problems)
+
+
+def _field_of(loc: int | str) -> str | None:
+    """The field an error location names (a field name, or an alias such as the env name)."""
+    if loc in Settings.model_fields:
+        return str(loc)
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices) and loc in alias.choices:
+            return name
+    return None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import replace
 
 from mailaccounts_server.app import RunningServer, create_server
 from mailaccounts_server.config import Settings
@@ -14,7 +13,7 @@ class ServerThread:
     """A started server with its own event loop; `target` is what clients dial."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = replace(settings, listen="127.0.0.1:0")
+        self.settings = settings.model_copy(update={"listen": "127.0.0.1:0"})
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
