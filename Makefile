@@ -7,7 +7,7 @@ PROTO := protos/mailaccounts/v1/account_service.proto
 GEN_DIR := clients/python
 GEN := $(GEN_DIR)/mailaccounts/v1/account_service_pb2.py
 
-.PHONY: run test setup system-deps proto check-proto proto-lint lint bench migrate clean
+.PHONY: run test setup system-deps proto check-proto proto-lint lint bench bench-postgres migrate clean
 BUF := tools/buf/node_modules/.bin/buf
 
 # Virtualenv with the project (editable) and its dev tools; redone when pyproject changes.
@@ -59,8 +59,13 @@ test: $(STAMP) system-deps
 	$(MAKE) --no-print-directory check-proto proto-lint lint
 	$(PY) -m pytest
 
-bench: $(STAMP)
-	$(PY) -m bench
+# `make bench BENCH_ARGS="--database postgres --security plaintext,mtls+jwt"`; see --help.
+bench: $(STAMP) system-deps
+	$(PY) -m bench $(BENCH_ARGS)
+
+# The production configuration: a throw-away PostgreSQL started for the run.
+bench-postgres: $(STAMP) system-deps
+	$(PY) -m bench --database postgres $(BENCH_ARGS)
 
 migrate: $(STAMP)
 	$(PY) -m mailaccounts_server migrate

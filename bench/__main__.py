@@ -27,6 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from bench import postgres as bench_postgres
 from bench import profiling, report, seed_db, servers
 from bench.loadgen import LoadGenerator
 from bench.procstat import machine_info
@@ -57,6 +58,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--workloads",
         default=",".join((*WORKLOADS, *EXTRA_WORKLOADS)),
         help=f"subset of {','.join((*WORKLOADS, *EXTRA_WORKLOADS))} [all]",
+    )
+    p.add_argument(
+        "--database",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="sqlite: a fresh file; postgres: a throw-away PostgreSQL started for the run "
+        "(Debian's postgresql package) [sqlite]",
     )
     p.add_argument(
         "--database-url",
@@ -154,6 +162,10 @@ class Bench:
         self.args = args
         self.run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         self.workdir = Path(tempfile.mkdtemp(prefix="mailaccounts-bench-"))
+        self.postgres: Any = None
+        if args.database == "postgres" and not args.database_url:
+            self.postgres, args.database_url = bench_postgres.start(self.workdir / "pg")
+            print(f"throw-away PostgreSQL on port {self.postgres.port}")
         self.database_url = args.database_url or f"sqlite:///{self.workdir / 'bench.db'}"
         tenant = f"bench-{self.run_id}-{uuid.uuid4().hex[:6]}"
         self.reader = Identity(tenant, "reader")
@@ -223,6 +235,8 @@ class Bench:
             self.loadgen.close()
         for proc in self._processes():
             proc.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
         if self.args.keep_workdir:
             print(f"workdir kept: {self.workdir}")
         else:

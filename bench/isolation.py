@@ -18,7 +18,7 @@ from mailaccounts.v1 import account_service_pb2 as pb
 from mailaccounts.v1 import account_service_pb2_grpc as pb_grpc
 
 from bench import workloads
-from bench.loadgen import run_closed_loop
+from bench.closed_loop import run_closed_loop
 from bench.workloads import Fixture, Identity
 
 

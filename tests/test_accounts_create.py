@@ -187,6 +187,28 @@ def test_bad_hostname_is_invalid(client: AccountClient) -> None:
     assert "hostname" in bad_request_fields(err)
 
 
+def test_hostname_with_ipv6_scope_id_is_invalid(client: AccountClient) -> None:
+    err = expect_error(INVALID, client.create_account, **account_fields(hostname="fe80::1%eth0"))
+    assert "hostname" in bad_request_fields(err)
+
+
+@pytest.mark.parametrize(
+    ("field", "json_name"),
+    [("account_name", "accountName"), ("username", "username"), ("hostname", "hostname")],
+)
+def test_control_characters_in_text_are_invalid(
+    client: AccountClient, field: str, json_name: str
+) -> None:
+    err = expect_error(INVALID, client.create_account, **account_fields(**{field: "a\x00b"}))
+    assert json_name in bad_request_fields(err)
+    assert client.list_accounts().total_size == 0
+
+
+def test_nul_in_password_is_invalid(client: AccountClient) -> None:
+    err = expect_error(INVALID, client.create_account, **account_fields(password="pw\x00x"))
+    assert "password" in bad_request_fields(err)
+
+
 def test_invalid_create_stores_nothing(client: AccountClient) -> None:
     expect_error(INVALID, client.create_account, **account_fields(port=0))
     assert client.list_accounts().count == 0

@@ -17,11 +17,6 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
 @pytest.fixture
-def account(client: AccountClient) -> pb.Account:
-    return client.create_account(**account_fields())
-
-
-@pytest.fixture
 def stranger(client: AccountClient) -> AccountClient:
     return client.as_caller(new_caller())
 
@@ -153,6 +148,15 @@ def test_invalid_update_is_refused_and_changes_nothing(
 ) -> None:
     err = expect_error(INVALID, client.update_account, account.id, **{"username": "ok", **changes})
     assert json_name in bad_request_fields(err)
+    assert client.get_account(account.id) == account
+
+
+def test_update_to_unspecified_encryption_is_invalid(client: AccountClient) -> None:
+    account = client.create_account(**account_fields())
+    err = expect_error(
+        INVALID, client.update_account, account.id, encryption=pb.ENCRYPTION_UNSPECIFIED
+    )
+    assert "encryption" in bad_request_fields(err)
     assert client.get_account(account.id) == account
 
 

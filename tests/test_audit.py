@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import grpc
-import pytest
 from mailaccounts.v1 import account_service_pb2 as pb
 from mailaccounts_client import AccountClient
-from mailaccounts_server.config import Settings
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from support.factories import PASSWORD, account_fields, bad_request_fields, expect_error, new_caller
-from support.grpc_server import ServerThread
 
 SUCCESS = pb.AUDIT_OUTCOME_SUCCESS
 
@@ -26,18 +21,6 @@ def events(client: AccountClient, **params: object) -> list[pb.AuditEvent]:
         token = page.next_page_token
         if not token:
             return found
-
-
-@pytest.fixture
-def account(client: AccountClient) -> pb.Account:
-    return client.create_account(**account_fields())
-
-
-@pytest.fixture
-def engine(settings: Settings, server: ServerThread) -> Iterator[Engine]:
-    eng = create_engine(settings.database_url)
-    yield eng
-    eng.dispose()
 
 
 # -- one event per change -------------------------------------------------------------------

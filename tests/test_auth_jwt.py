@@ -667,11 +667,11 @@ def test_ec_key_alone_is_no_use_when_only_rsa_is_allowed(env: Env, keys: Keys) -
     [
         ({"issuer": ""}, "--jwt-issuer"),
         ({"audience": " "}, "--jwt-audience"),
-        ({"algorithms": ("RS256", "HS256")}, "--jwt-algorithms"),
-        ({"algorithms": ("none",)}, "--jwt-algorithms"),
-        ({"algorithms": ()}, "--jwt-algorithms"),
+        ({"algorithms": ("RS256", "HS256")}, "JWT algorithms"),
+        ({"algorithms": ("none",)}, "JWT algorithms"),
+        ({"algorithms": ()}, "JWT algorithms"),
         ({"tenant_claim": ""}, "--jwt-tenant-claim"),
-        ({"leeway_seconds": -1.0}, "--jwt-leeway"),
+        ({"leeway_seconds": -1.0}, "--jwt-leeway-seconds"),
     ],
 )
 def test_bad_settings_are_configuration_errors(

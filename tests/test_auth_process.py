@@ -4,7 +4,6 @@ plaintext health port, grpcurl over mTLS and with a bearer token, and `dev-certs
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -18,15 +17,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from mailaccounts_server.credentials import generate_key
 from support.auth import write_policy
+from support.factories import clean_env
 from support.pki import BILLING_ID, Pki
 from support.process import ServerProcess, free_port
 from support.tokens import AUDIENCE, ISSUER, TokenIssuer
 
 KEY_ENV = {"MAILACCOUNTS_CREDENTIAL_KEYS": generate_key()}
-
-
-def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("MAILACCOUNTS_")}
 
 
 def _serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -35,7 +31,7 @@ def _serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "mailaccounts_server", "serve",
          "--database-url", f"sqlite:///{tmp_path / 'p.db'}", *args],
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
-        env={**_clean_env(), **KEY_ENV},
+        env={**clean_env(), **KEY_ENV},
     )  # fmt: skip
 
 
@@ -204,12 +200,12 @@ def test_dev_certs_command_gives_a_working_mtls_setup(tmp_path: Path) -> None:
     certs = tmp_path / "certs"
     made = subprocess.run(
         [sys.executable, "-m", "mailaccounts_server", "dev-certs", str(certs)],
-        capture_output=True, text=True, timeout=60, env=_clean_env(),
+        capture_output=True, text=True, timeout=60, env=clean_env(),
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     again = subprocess.run(
         [sys.executable, "-m", "mailaccounts_server", "dev-certs", str(certs)],
-        capture_output=True, text=True, timeout=60, env=_clean_env(),
+        capture_output=True, text=True, timeout=60, env=clean_env(),
     )  # fmt: skip
     assert again.returncode == 2 and "--force" in again.stderr
     health = f"127.0.0.1:{free_port()}"

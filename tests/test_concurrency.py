@@ -20,11 +20,6 @@ Connect = Callable[[list[str], Credentials | None], list[AccountClient]]
 
 
 @pytest.fixture
-def account(client: AccountClient) -> pb.Account:
-    return client.create_account(**account_fields())
-
-
-@pytest.fixture
 def connect() -> Iterator[Connect]:
     """Opens one client per target, each on its own ready channel; all closed after the test."""
     with ExitStack() as stack:

@@ -15,12 +15,10 @@ from imapclient import IMAPClient
 from mailaccounts.v1 import account_service_pb2 as pb
 from mailaccounts_client import AccountClient
 from support.dovecot import DovecotServer
-from support.factories import account_fields, new_caller
+from support.factories import LOOPBACK, SQLITE_ONLY, account_fields, new_caller
 from support.grpc_server import ServerThread
 
-LOOPBACK = ("127.0.0.0/8",)
 WRONG_PASSWORD = "Not-the-right-0ne"
-SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 PORT_NAMES: dict[tuple[int, int], str] = {
     (pb.PROTOCOL_IMAP, pb.ENCRYPTION_TLS): "imaps",
     (pb.PROTOCOL_IMAP, pb.ENCRYPTION_STARTTLS): "imap",

@@ -5,25 +5,23 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import grpc
 import pytest
 from mailaccounts.v1 import account_service_pb2 as pb
 from mailaccounts_client import AccountClient
 from support.dovecot import DovecotServer
-from support.factories import account_fields, bad_request_fields, expect_error, new_caller
+from support.factories import (
+    LOOPBACK,
+    SQLITE_ONLY,
+    account_fields,
+    bad_request_fields,
+    expect_error,
+    new_caller,
+    port_account,
+)
 from support.grpc_server import ServerThread
-
-LOOPBACK = ("127.0.0.0/8",)
-SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-def port_account(client: AccountClient, port: int) -> pb.Account:
-    """An IMAP account on 127.0.0.1:`port` without transport security."""
-    return client.create_account(
-        **account_fields(hostname="127.0.0.1", port=port, encryption=pb.ENCRYPTION_NONE)
-    )
 
 
 def imaps_account(client: AccountClient, dovecot: DovecotServer, hostname: str) -> pb.Account:
@@ -36,13 +34,6 @@ def imaps_account(client: AccountClient, dovecot: DovecotServer, hostname: str) 
             password=dovecot.password,
         )
     )
-
-
-@pytest.fixture
-def loopback_client(make_server: Callable[..., ServerThread]) -> Iterator[AccountClient]:
-    """A client of a server that may reach loopback (no Dovecot needed)."""
-    with AccountClient(make_server(allow_networks=LOOPBACK).target, new_caller()) as c:
-        yield c
 
 
 # -- failures are results -------------------------------------------------------------------

@@ -12,28 +12,21 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
-import pytest
 from mailaccounts.v1 import account_service_pb2 as pb
 from mailaccounts_client import AccountClient
 from support.dovecot import DovecotServer
-from support.factories import account_fields, new_caller
+from support.factories import (
+    LOOPBACK,
+    SQLITE_ONLY,
+    account_fields,
+    expect_error,
+    new_caller,
+    port_account,
+)
 from support.grpc_server import ServerThread
 
-LOOPBACK = ("127.0.0.0/8",)
-SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 TIMEOUT = pb.CONNECTION_ERROR_CODE_TIMEOUT
-
-
-@pytest.fixture
-def loopback_server(make_server: Callable[..., ServerThread]) -> ServerThread:
-    return make_server(allow_networks=LOOPBACK)
-
-
-@pytest.fixture
-def loopback_client(loopback_server: ServerThread) -> Iterator[AccountClient]:
-    with AccountClient(loopback_server.target, new_caller()) as c:
-        yield c
 
 
 def dovecot_pop3_account(client: AccountClient, dovecot: DovecotServer) -> pb.Account:
@@ -46,13 +39,6 @@ def dovecot_pop3_account(client: AccountClient, dovecot: DovecotServer) -> pb.Ac
             username=dovecot.user,
             password=dovecot.password,
         )
-    )
-
-
-def port_account(client: AccountClient, port: int) -> pb.Account:
-    """An IMAP account on 127.0.0.1:`port` without transport security."""
-    return client.create_account(
-        **account_fields(hostname="127.0.0.1", port=port, encryption=pb.ENCRYPTION_NONE)
     )
 
 
@@ -178,6 +164,40 @@ def test_a_tenant_at_its_cap_does_not_block_another_tenant(
     assert isinstance(extra, grpc.RpcError) and extra.code() == EXHAUSTED, extra
     assert result.error_code == pb.CONNECTION_ERROR_CODE_CONNECTION_REFUSED
     assert still_pending, "the other tenant's test only ran after the busy tenant's finished"
+
+
+@SQLITE_ONLY
+def test_cancelled_test_keeps_its_slot_until_the_probe_ends_and_is_audited(
+    make_server: Callable[..., ServerThread],
+) -> None:
+    server = make_server(allow_networks=LOOPBACK, max_tests_per_tenant=1)
+    with (
+        accepting_blackhole() as (port, accepted),
+        AccountClient(server.target, new_caller()) as client,
+    ):
+        assert client.caller is not None
+        account = port_account(client, port)
+        request = pb.TestConnectionRequest(id=account.id, timeout_seconds=2)
+        call = client.stub.TestConnection.future(
+            request, metadata=client.caller.metadata(), timeout=10
+        )
+        deadline = time.monotonic() + 5
+        while not accepted:
+            assert time.monotonic() < deadline, "the probe never connected"
+            time.sleep(0.02)
+        call.cancel()
+        # The abandoned probe still runs, so the tenant's only slot is still taken.
+        err = expect_error(EXHAUSTED, client.test_connection, account.id)
+        assert "per tenant" in err.details()
+        # Once it timed out, it is recorded like any other test, and the slot is free again.
+        deadline = time.monotonic() + 10
+        while not client.get_account(account.id).HasField("last_connection_test"):
+            assert time.monotonic() < deadline, "the abandoned test was never recorded"
+            time.sleep(0.1)
+        events = client.list_audit_events(account_id=account.id).events
+        assert [e.action for e in events][0] == pb.AUDIT_ACTION_TEST_CONNECTION
+        again = client.test_connection(account.id, timeout_seconds=1)
+        assert again.error_code == TIMEOUT
 
 
 # -- isolation ------------------------------------------------------------------------------

@@ -113,9 +113,8 @@ def test_rotation() -> None:
     ring = CredentialCipher([new, old])
     assert ring.decrypt(legacy, aad=AAD) == SECRET
     assert ring.is_current(legacy) is False
-    assert ring.needs_reencryption(legacy) is True
 
-    rotated = ring.reencrypt(legacy, aad=AAD)
+    rotated = ring.encrypt(ring.decrypt(legacy, aad=AAD), aad=AAD)
     assert ring.is_current(rotated) is True
     assert CredentialCipher([new]).decrypt(rotated, aad=AAD) == SECRET
     with pytest.raises(CredentialDecryptError):
@@ -125,11 +124,11 @@ def test_rotation() -> None:
         ring.decrypt(rotated, aad="tenant-2/user-1/cred-1")
 
 
-def test_reencrypt_with_wrong_aad_fails() -> None:
+def test_old_key_token_with_wrong_aad_fails() -> None:
     ring = CredentialCipher([_key(2), _key(1)])
     legacy = CredentialCipher([_key(1)]).encrypt(SECRET, aad=AAD)
     with pytest.raises(CredentialDecryptError):
-        ring.reencrypt(legacy, aad="other/row/id")
+        ring.decrypt(legacy, aad="other/row/id")
 
 
 def test_unknown_key_fails_without_leaking() -> None:

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,17 @@ from mailaccounts_client import AccountClient, Credentials
 from mailaccounts_server.config import Settings
 from mailaccounts_server.credentials import generate_key
 from support.dovecot import DovecotServer
-from support.factories import account_fields, bad_request_fields, expect_error, new_caller
+from support.factories import (
+    LOOPBACK,
+    SQLITE_ONLY,
+    account_fields,
+    bad_request_fields,
+    expect_error,
+    new_caller,
+)
 from support.grpc_server import ServerThread
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
-LOOPBACK = ("127.0.0.0/8",)
-SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 AUTH_FAILURE = pb.CONNECTION_ERROR_CODE_AUTH_FAILURE
 
 
@@ -59,17 +64,6 @@ def dovecot_account(client: AccountClient, dovecot: DovecotServer, **overrides: 
     if "credential_id" in overrides:
         fields["password"] = None  # account_fields drops it
     return client.create_account(**account_fields(**fields))
-
-
-@pytest.fixture
-def mail_server(make_server: Callable[..., ServerThread]) -> ServerThread:
-    return make_server(allow_networks=LOOPBACK)
-
-
-@pytest.fixture
-def mail_client(mail_server: ServerThread) -> Iterator[AccountClient]:
-    with AccountClient(mail_server.target, new_caller()) as c:
-        yield c
 
 
 # -- create ---------------------------------------------------------------------------------
@@ -150,13 +144,15 @@ def test_password_and_credential_id_together_are_invalid(client: AccountClient) 
 
 
 def test_updated_password_is_used_by_the_next_test(
-    mail_client: AccountClient, dovecot: DovecotServer
+    loopback_client: AccountClient, dovecot: DovecotServer
 ) -> None:
-    account = dovecot_account(mail_client, dovecot, password=unique_password())
-    assert mail_client.test_connection(account.id, timeout_seconds=10).error_code == AUTH_FAILURE
-    updated = mail_client.update_account(account.id, password=dovecot.password)
+    account = dovecot_account(loopback_client, dovecot, password=unique_password())
+    assert (
+        loopback_client.test_connection(account.id, timeout_seconds=10).error_code == AUTH_FAILURE
+    )
+    updated = loopback_client.update_account(account.id, password=dovecot.password)
     assert updated.credential_id != account.credential_id
-    result = mail_client.test_connection(account.id, timeout_seconds=10)
+    result = loopback_client.test_connection(account.id, timeout_seconds=10)
     assert result.success, result.message
 
 
@@ -169,17 +165,17 @@ def test_update_password_deletes_the_unused_old_credential(
 
 
 def test_update_password_keeps_an_old_credential_another_account_uses(
-    mail_client: AccountClient, dovecot: DovecotServer, settings: Settings
+    loopback_client: AccountClient, dovecot: DovecotServer, settings: Settings
 ) -> None:
-    first = dovecot_account(mail_client, dovecot)
-    second = dovecot_account(mail_client, dovecot, credential_id=first.credential_id)
-    updated = mail_client.update_account(first.id, password=unique_password())
+    first = dovecot_account(loopback_client, dovecot)
+    second = dovecot_account(loopback_client, dovecot, credential_id=first.credential_id)
+    updated = loopback_client.update_account(first.id, password=unique_password())
     assert set(credential_rows(settings.database_url)) == {
         first.credential_id,
         updated.credential_id,
     }
-    assert mail_client.get_account(second.id).credential_id == first.credential_id
-    result = mail_client.test_connection(second.id, timeout_seconds=10)
+    assert loopback_client.get_account(second.id).credential_id == first.credential_id
+    result = loopback_client.test_connection(second.id, timeout_seconds=10)
     assert result.success, result.message
 
 
@@ -188,7 +184,7 @@ def test_update_password_keeps_an_old_credential_another_account_uses(
 
 @SQLITE_ONLY
 def test_password_never_appears_in_database_files_responses_or_logs(
-    mail_client: AccountClient,
+    loopback_client: AccountClient,
     dovecot: DovecotServer,
     settings: Settings,
     caplog: pytest.LogCaptureFixture,
@@ -198,26 +194,26 @@ def test_password_never_appears_in_database_files_responses_or_logs(
     caplog.set_level(logging.DEBUG, logger="imapclient")
     created, overridden, replaced = unique_password(), unique_password(), unique_password()
     account = dovecot_account(
-        mail_client,
+        loopback_client,
         dovecot,
         protocol=pb.PROTOCOL_IMAP,
         encryption=pb.ENCRYPTION_NONE,
         port=dovecot.imap,
         password=created,
     )
-    stored_fails = mail_client.test_connection(account.id, timeout_seconds=10)
-    override_fails = mail_client.test_connection(
+    stored_fails = loopback_client.test_connection(account.id, timeout_seconds=10)
+    override_fails = loopback_client.test_connection(
         account.id, password=overridden, timeout_seconds=10
     )
-    fixed = mail_client.update_account(account.id, password=dovecot.password)
-    stored_works = mail_client.test_connection(account.id, timeout_seconds=10)
+    fixed = loopback_client.update_account(account.id, password=dovecot.password)
+    stored_works = loopback_client.test_connection(account.id, timeout_seconds=10)
     assert stored_fails.error_code == override_fails.error_code == AUTH_FAILURE
     assert stored_works.success, stored_works.message
     responses: list[object] = [account, stored_fails, override_fails, fixed, stored_works]
-    responses.append(mail_client.update_account(account.id, password=replaced))
-    responses.append(mail_client.get_account(account.id))
-    responses.append(mail_client.list_accounts())
-    responses.append(mail_client.list_audit_events())
+    responses.append(loopback_client.update_account(account.id, password=replaced))
+    responses.append(loopback_client.get_account(account.id))
+    responses.append(loopback_client.list_accounts())
+    responses.append(loopback_client.list_audit_events())
 
     secrets = [created, overridden, replaced, dovecot.password]
     db_path = Path(sa.engine.make_url(settings.database_url).database or "")

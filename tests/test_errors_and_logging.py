@@ -9,9 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 from mailaccounts_client import AccountClient
-from support.factories import PASSWORD, account_fields, expect_error
-
-SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+from support.factories import PASSWORD, SQLITE_ONLY, account_fields, expect_error
 
 
 @SQLITE_ONLY

@@ -79,6 +79,20 @@ def test_request_id_that_is_not_a_uuid_is_invalid(client: AccountClient) -> None
     assert listed_ids(client) == []
 
 
+@pytest.mark.parametrize(
+    "request_id",
+    [
+        "{" + str(uuid.uuid4()) + "}",
+        "urn:uuid:" + str(uuid.uuid4()),
+        uuid.uuid4().hex,
+    ],
+    ids=["braces", "urn", "bare-hex"],
+)
+def test_non_canonical_request_id_is_invalid(client: AccountClient, request_id: str) -> None:
+    err = expect_error(INVALID, client.create_account, **account_fields(request_id=request_id))
+    assert "requestId" in bad_request_fields(err)
+
+
 def test_same_request_id_in_another_tenant_creates_its_own_account(client: AccountClient) -> None:
     fields = account_fields(request_id=str(uuid.uuid4()))
     mine = client.create_account(**fields)

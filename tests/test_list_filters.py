@@ -109,6 +109,12 @@ def test_query_treats_like_special_characters_literally(client: AccountClient) -
         assert ids(client, query=f"50{char}off") == {account_id}, char
 
 
+@pytest.mark.parametrize("query", ["a\x00b", "x" * 256])
+def test_bad_list_query_is_invalid(client: AccountClient, query: str) -> None:
+    err = expect_error(INVALID, client.list_accounts, query=query)
+    assert "query" in bad_request_fields(err)
+
+
 def test_total_size_counts_matches_across_pages(client: AccountClient) -> None:
     matching = {
         client.create_account(**account_fields(account_name=f"Team {i}")).id for i in range(7)

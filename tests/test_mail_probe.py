@@ -34,8 +34,8 @@ from support.dovecot import (
     INBOX_MESSAGES,
     DovecotServer,
 )
+from support.factories import LOOPBACK
 
-LOOPBACK = ("127.0.0.0/8",)
 WRONG_PASSWORD = "not-the-Right-one-42"
 # A third Dovecot user with a non-ASCII password, added at run time by the ``carol`` fixture.
 CAROL = "carol@example.com"

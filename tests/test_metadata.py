@@ -1,4 +1,4 @@
-"""Every AccountService RPC refuses a call that does not say who the caller is."""
+"""Every AccountService RPC refuses a call that does not say, once, who the caller is."""
 
 from __future__ import annotations
 
@@ -46,3 +46,14 @@ def test_rpc_without_identity_is_unauthenticated(
     assert "x-tenant-id" in err.details() or "x-user-id" in err.details()
     # Nothing was created on the way.
     assert client.list_accounts().count == 0
+
+
+def test_duplicate_identity_metadata_is_unauthenticated(client: AccountClient) -> None:
+    metadata = (("x-tenant-id", "t1"), ("x-user-id", "u1"), ("x-tenant-id", "t2"))
+    err = expect_error(
+        grpc.StatusCode.UNAUTHENTICATED,
+        client.stub.ListAccounts,
+        pb.ListAccountsRequest(),
+        metadata=metadata,
+    )
+    assert "x-tenant-id" in err.details()

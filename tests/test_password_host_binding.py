@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -17,12 +17,9 @@ from mailaccounts.v1 import account_service_pb2 as pb
 from mailaccounts_client import AccountClient
 from mailaccounts_server import app
 from mailaccounts_server.config import Settings
-from mailaccounts_server.domain.accounts import credential_aad
+from mailaccounts_server.domain.vault import credential_aad
 from support.dovecot import DovecotServer
-from support.factories import account_fields, expect_error, new_caller
-from support.grpc_server import ServerThread
-
-LOOPBACK = ("127.0.0.0/8",)
+from support.factories import account_fields, expect_error
 
 
 class CountingListener:
@@ -56,13 +53,6 @@ def listener() -> Iterator[CountingListener]:
     counting.close()
 
 
-@pytest.fixture
-def mail_client(make_server: Callable[..., ServerThread]) -> Iterator[AccountClient]:
-    server = make_server(allow_networks=LOOPBACK)
-    with AccountClient(server.target, new_caller()) as c:
-        yield c
-
-
 def _pop3_account(client: AccountClient, dovecot: DovecotServer, **overrides: Any) -> pb.Account:
     fields: dict[str, Any] = {
         "protocol": pb.PROTOCOL_POP3,
@@ -91,73 +81,77 @@ def _password_violation(err: grpc.RpcError) -> str:
 
 
 def test_hostname_change_is_accepted_and_marks_the_password_required(
-    mail_client: AccountClient, dovecot: DovecotServer, listener: CountingListener
+    loopback_client: AccountClient, dovecot: DovecotServer, listener: CountingListener
 ) -> None:
-    account = _pop3_account(mail_client, dovecot)
+    account = _pop3_account(loopback_client, dovecot)
     assert not account.password_required
-    moved = mail_client.update_account(account.id, hostname="localhost", port=listener.port)
+    moved = loopback_client.update_account(account.id, hostname="localhost", port=listener.port)
     assert moved.hostname == "localhost"
     assert moved.password_required
-    assert mail_client.get_account(account.id).password_required
-    err = expect_error(grpc.StatusCode.FAILED_PRECONDITION, mail_client.test_connection, account.id)
+    assert loopback_client.get_account(account.id).password_required
+    err = expect_error(
+        grpc.StatusCode.FAILED_PRECONDITION, loopback_client.test_connection, account.id
+    )
     assert "again for the new server" in _password_violation(err)
     assert listener.accepted == 0, "the stored password must not be sent to the new host"
 
 
 def test_a_new_password_for_the_new_host_is_used_again(
-    mail_client: AccountClient, dovecot: DovecotServer
+    loopback_client: AccountClient, dovecot: DovecotServer
 ) -> None:
-    account = _pop3_account(mail_client, dovecot)
-    mail_client.update_account(account.id, hostname="localhost")
+    account = _pop3_account(loopback_client, dovecot)
+    loopback_client.update_account(account.id, hostname="localhost")
     # A password given with the test itself may be used for the new host...
-    given = mail_client.test_connection(account.id, password=dovecot.password, timeout_seconds=10)
+    given = loopback_client.test_connection(
+        account.id, password=dovecot.password, timeout_seconds=10
+    )
     assert given.success, given.message
     # ...and one stored for it makes the account whole again.
-    updated = mail_client.update_account(account.id, password=dovecot.password)
+    updated = loopback_client.update_account(account.id, password=dovecot.password)
     assert not updated.password_required
-    result = mail_client.test_connection(account.id, timeout_seconds=10)
+    result = loopback_client.test_connection(account.id, timeout_seconds=10)
     assert result.success, result.message
 
 
 def test_hostname_and_password_changed_together_bind_to_the_new_host(
-    mail_client: AccountClient, dovecot: DovecotServer
+    loopback_client: AccountClient, dovecot: DovecotServer
 ) -> None:
-    account = _pop3_account(mail_client, dovecot, password="wrong-at-first")
-    updated = mail_client.update_account(
+    account = _pop3_account(loopback_client, dovecot, password="wrong-at-first")
+    updated = loopback_client.update_account(
         account.id, hostname="localhost", password=dovecot.password
     )
     assert not updated.password_required
-    assert mail_client.test_connection(account.id, timeout_seconds=10).success
+    assert loopback_client.test_connection(account.id, timeout_seconds=10).success
 
 
 def test_moving_back_to_the_original_host_needs_no_new_password(
-    mail_client: AccountClient, dovecot: DovecotServer
+    loopback_client: AccountClient, dovecot: DovecotServer
 ) -> None:
-    account = _pop3_account(mail_client, dovecot)
-    mail_client.update_account(account.id, hostname="LOCALHOST")
-    back = mail_client.update_account(account.id, hostname="127.0.0.1")
+    account = _pop3_account(loopback_client, dovecot)
+    loopback_client.update_account(account.id, hostname="LOCALHOST")
+    back = loopback_client.update_account(account.id, hostname="127.0.0.1")
     assert not back.password_required
-    assert mail_client.test_connection(account.id, timeout_seconds=10).success
+    assert loopback_client.test_connection(account.id, timeout_seconds=10).success
 
 
 def test_a_shared_credential_stays_bound_to_its_own_host(
-    mail_client: AccountClient, dovecot: DovecotServer, listener: CountingListener
+    loopback_client: AccountClient, dovecot: DovecotServer, listener: CountingListener
 ) -> None:
-    first = _pop3_account(mail_client, dovecot)
+    first = _pop3_account(loopback_client, dovecot)
     fields = account_fields(
         protocol=pb.PROTOCOL_POP3, encryption=pb.ENCRYPTION_NONE, hostname="localhost",
         port=listener.port, username=dovecot.user, credential_id=first.credential_id,
         password=None,
     )  # fmt: skip
-    second = mail_client.create_account(**fields)
+    second = loopback_client.create_account(**fields)
     assert second.password_required
-    expect_error(grpc.StatusCode.FAILED_PRECONDITION, mail_client.test_connection, second.id)
+    expect_error(grpc.StatusCode.FAILED_PRECONDITION, loopback_client.test_connection, second.id)
     assert listener.accepted == 0
 
 
 @pytest.mark.parametrize("also_credential_row", [False, True])
 def test_a_hostname_edited_in_the_database_cannot_redirect_the_password(
-    mail_client: AccountClient,
+    loopback_client: AccountClient,
     dovecot: DovecotServer,
     listener: CountingListener,
     database_url: str,
@@ -166,7 +160,7 @@ def test_a_hostname_edited_in_the_database_cannot_redirect_the_password(
     """Someone with write access to the database points the account (and its recorded host)
     at their own server: the associated data sealed into the ciphertext still says the old
     host, so the password is never decrypted for the new one."""
-    account = _pop3_account(mail_client, dovecot)
+    account = _pop3_account(loopback_client, dovecot)
     engine = sa.create_engine(database_url)
     try:
         with engine.begin() as conn:
@@ -184,19 +178,19 @@ def test_a_hostname_edited_in_the_database_cannot_redirect_the_password(
                 )
     finally:
         engine.dispose()
-    expect_error(grpc.StatusCode.FAILED_PRECONDITION, mail_client.test_connection, account.id)
+    expect_error(grpc.StatusCode.FAILED_PRECONDITION, loopback_client.test_connection, account.id)
     assert listener.accepted == 0
 
 
 def test_rotate_keys_binds_a_credential_stored_before_host_binding(
-    mail_client: AccountClient,
+    loopback_client: AccountClient,
     dovecot: DovecotServer,
     listener: CountingListener,
     settings: Settings,
 ) -> None:
     """A credential sealed before migration 0004 (no host in its associated data) still works,
     and `rotate-keys` re-seals it bound to its account's host."""
-    account = _pop3_account(mail_client, dovecot)
+    account = _pop3_account(loopback_client, dovecot)
     cipher = app.build_cipher_for(settings)
     tenant, user = account.tenant_id, account.user_id
     legacy = cipher.encrypt(
@@ -209,7 +203,7 @@ def test_rotate_keys_binds_a_credential_stored_before_host_binding(
                 sa.text("UPDATE credentials SET ciphertext = :c, host = NULL WHERE id = :id"),
                 {"c": legacy, "id": account.credential_id},
             )
-        assert mail_client.test_connection(account.id, timeout_seconds=10).success
+        assert loopback_client.test_connection(account.id, timeout_seconds=10).success
         count, unreadable = app.rotate_keys(settings)
         assert (count, unreadable) == (1, 0)
         with engine.connect() as conn:
@@ -218,7 +212,7 @@ def test_rotate_keys_binds_a_credential_stored_before_host_binding(
                 {"id": account.credential_id},
             ).scalar_one()
         assert host == "127.0.0.1"
-        assert mail_client.test_connection(account.id, timeout_seconds=10).success
+        assert loopback_client.test_connection(account.id, timeout_seconds=10).success
         with engine.begin() as conn:  # now a redirect in the database no longer decrypts
             conn.execute(
                 sa.text(
@@ -233,5 +227,5 @@ def test_rotate_keys_binds_a_credential_stored_before_host_binding(
             )
     finally:
         engine.dispose()
-    expect_error(grpc.StatusCode.FAILED_PRECONDITION, mail_client.test_connection, account.id)
+    expect_error(grpc.StatusCode.FAILED_PRECONDITION, loopback_client.test_connection, account.id)
     assert listener.accepted == 0

@@ -5,35 +5,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
-import pytest
 from conftest import TEST_KEY
 from mailaccounts.v1 import account_service_pb2 as pb
 from mailaccounts_client import AccountClient
+from mailaccounts_server import app
 from mailaccounts_server.config import Settings
-from mailaccounts_server.domain import maintenance
-from mailaccounts_server.storage.database import Database
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from support.factories import account_fields, expect_error, new_caller
 from support.grpc_server import ServerThread
 
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
-
-
-@pytest.fixture
-def account(client: AccountClient) -> pb.Account:
-    return client.create_account(**account_fields())
-
-
-@pytest.fixture
-def engine(settings: Settings, server: ServerThread) -> Iterator[Engine]:
-    """Direct access to the test database (the server has applied the migrations)."""
-    eng = create_engine(settings.database_url)
-    yield eng
-    eng.dispose()
 
 
 def credential_exists(engine: Engine, credential_id: str) -> bool:
@@ -54,13 +39,7 @@ def account_row_exists(engine: Engine, account_id: str) -> bool:
 
 def purge(settings: Settings, *, deleted_until_us: int) -> int:
     """Runs the purge as if `retention` had passed since `deleted_until_us` (no sleeping)."""
-    db = Database(settings.database_url)
-    try:
-        return maintenance.purge_expired(
-            db, now_us=deleted_until_us + settings.retention_us, retention_us=settings.retention_us
-        )
-    finally:
-        db.dispose()
+    return app.purge_once(settings, at_us=deleted_until_us + settings.retention_us)
 
 
 def delete_time_us(client: AccountClient, account_id: str) -> int:

@@ -7,12 +7,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pytest
 from mailaccounts_client import AccountClient
-from support.factories import account_fields
+from support.factories import SQLITE_ONLY, account_fields
 from support.grpc_server import ServerThread
-
-SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @SQLITE_ONLY

@@ -1,28 +1,34 @@
-"""Builds the server: storage, domain, servicer, interceptors, health and reflection."""
+"""The composition root: builds storage, domain, servicer, authentication, health and
+reflection from the settings, and runs the server until SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from mailaccounts.v1 import account_service_pb2 as pb
 from mailaccounts.v1 import account_service_pb2_grpc as pb_grpc
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
 
-from mailaccounts_server.concurrency import InlineFirstRunner, InlineRunner, ThreadRunner
 from mailaccounts_server.config import Settings
 from mailaccounts_server.credentials import CredentialCipher, build_cipher
-from mailaccounts_server.domain import maintenance
 from mailaccounts_server.domain.accounts import AccountManager, now_us
 from mailaccounts_server.domain.connection_tests import ConnectionTestRunner
+from mailaccounts_server.domain.idempotency import RequestHasher
+from mailaccounts_server.domain.maintenance import Maintenance
 from mailaccounts_server.domain.pagination import PageTokenCodec
+from mailaccounts_server.domain.vault import CredentialVault
+from mailaccounts_server.execution import ExecutionPolicy
 from mailaccounts_server.mail import MailProber
-from mailaccounts_server.storage import counts, migrate
-from mailaccounts_server.storage.database import Database
+from mailaccounts_server.storage import counts, migrate, sql_storage
 from mailaccounts_server.transport.auth import (
     PolicyStore,
     ReloadingServerCredentials,
@@ -34,6 +40,68 @@ from mailaccounts_server.transport.servicer import AccountServicer
 
 _LOG = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AccountService"].full_name
+T = TypeVar("T")
+
+
+@dataclass
+class Service:
+    """The wired domain over one database: what the server and the commands share."""
+
+    execution: ExecutionPolicy
+    accounts: AccountManager
+    maintenance: Maintenance
+
+    async def close(self) -> None:
+        await self.execution.close()
+
+
+def build_cipher_for(settings: Settings) -> CredentialCipher:
+    return build_cipher(
+        keys_spec=settings.credential_keys,
+        key_file=settings.key_file,
+        production=settings.production,
+    )
+
+
+def migrate_database(settings: Settings) -> None:
+    """Applies the Alembic migrations (a short-lived synchronous engine: Alembic is sync).
+    On PostgreSQL, replicas starting together serialise on an advisory lock."""
+    engine = create_engine(settings.database_url)
+    try:
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def prepare(settings: Settings) -> None:
+    """What `serve --workers` does once before starting workers: keys and migrations."""
+    build_cipher_for(settings)
+    if settings.migrate_on_start:
+        migrate_database(settings)
+
+
+async def build_service(settings: Settings, *, migrate_first: bool = False) -> Service:
+    """Storage, vault and use cases over the settings' database."""
+    cipher = build_cipher_for(settings)
+    # Workers of `serve --workers` find the schema migrated by their parent.
+    if migrate_first and settings.migrate_on_start and settings.worker_index is None:
+        await asyncio.to_thread(migrate_database, settings)
+    execution = await ExecutionPolicy.open(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        probe_threads=settings.max_tests_total,
+    )
+    storage = sql_storage()
+    vault = CredentialVault(cipher, storage.credentials, storage.accounts)
+    accounts = AccountManager(
+        execution,
+        storage,
+        vault,
+        PageTokenCodec(cipher.derive_secrets("page-token")),
+        RequestHasher(cipher.derive_secrets("request-hash")),
+        retention_us=settings.retention_us,
+    )
+    return Service(execution, accounts, Maintenance(execution, storage, vault))
 
 
 @dataclass
@@ -43,10 +111,8 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer  # type: ignore[name-defined]
-    database: Database
-    run_db: ThreadRunner
+    service: Service
     tester: ConnectionTestRunner
-    run_scan: ThreadRunner
     # The plaintext health-only listener (--health-listen) and its port, when configured.
     health_server: grpc.aio.Server | None = None
     health_port: int | None = None
@@ -65,31 +131,7 @@ class RunningServer:
         if self.policy_watch is not None:
             self.policy_watch.cancel()
         self.tester.shutdown()
-        self.run_db.shutdown()
-        self.run_scan.shutdown()
-        self.database.dispose()
-
-
-def build_cipher_for(settings: Settings) -> CredentialCipher:
-    return build_cipher(
-        keys_spec=settings.credential_keys,
-        key_file=settings.key_file,
-        production=settings.production,
-    )
-
-
-def open_database(settings: Settings) -> Database:
-    db = Database(settings.database_url, pool_size=settings.db_pool_size)
-    # Workers of `serve --workers` find the schema migrated by their parent.
-    if settings.migrate_on_start and settings.worker_index is None:
-        migrate.upgrade(db.engine)
-    return db
-
-
-def prepare(settings: Settings) -> None:
-    """What `serve --workers` does once before starting workers: keys and migrations."""
-    build_cipher_for(settings)
-    open_database(settings).dispose()
+        await self.service.close()
 
 
 async def create_server(settings: Settings) -> RunningServer:
@@ -102,52 +144,33 @@ async def create_server(settings: Settings) -> RunningServer:
         if settings.tls_cert and settings.tls_key
         else None
     )
-    cipher = build_cipher_for(settings)
-    db = open_database(settings)
-    # SQLite has one writer at a time, so one thread does every write (more threads would only
-    # queue on the lock and fight over the GIL); PostgreSQL writes in parallel.
-    run_db = ThreadRunner(1 if db.is_sqlite else settings.db_threads, "db")
-    accounts = AccountManager(
-        db,
-        cipher,
-        PageTokenCodec(cipher.derive_secrets("page-token")),
-        retention_us=settings.retention_us,
-        request_hash_keys=cipher.derive_secrets("request-hash"),
-    )
+    service = await build_service(settings, migrate_first=True)
     prober = MailProber(
         ca_file=settings.ca_file,
         verify_tls=settings.tls_verify,
         allow_networks=settings.allow_networks,
     )
-    # SQLite readers in WAL mode never wait, so they skip the thread hop, and so do writers
-    # while nobody else holds the write lock; PostgreSQL waits on the network, so its calls
-    # stay off the event loop.
-    run_read = InlineRunner() if db.is_sqlite else run_db
-    # Filtered lists scan an owner's rows; SQLite releases the GIL while it does, so a second
-    # pool keeps a large tenant's scan from stalling the loop or queueing behind writes.
-    run_scan = ThreadRunner(2, "db-scan") if db.is_sqlite else run_db
-    run_write = InlineFirstRunner(run_db) if db.is_sqlite else run_db
     tester = ConnectionTestRunner(
-        accounts,
+        service.accounts,
         prober,
-        run_read=run_read,
-        run_write=run_write,
+        service.execution,
         max_per_tenant=settings.max_tests_per_tenant,
         max_total=settings.max_tests_total,
     )
 
     server = grpc.aio.server(
-        # Lets `serve --workers N` processes share the port (the kernel spreads connections).
-        options=[("grpc.so_reuseport", 1)],
+        options=[
+            # Lets `serve --workers N` processes share the port (the kernel spreads them).
+            ("grpc.so_reuseport", 1),
+            # One limit, not grpc's soft 8 KiB / hard 16 KiB pair (between the two a call is
+            # refused at random): metadata up to 16 KiB reaches the service, so a token over
+            # 8 KiB gets its clear UNAUTHENTICATED; beyond that grpc answers RESOURCE_EXHAUSTED.
+            ("grpc.max_metadata_size", 16 * 1024),
+            ("grpc.absolute_max_metadata_size", 16 * 1024),
+        ],
     )
     servicer = guard(
-        AccountServicer(
-            accounts,
-            tester,
-            run_write=run_write,
-            run_read=run_read,
-            run_scan=run_scan,
-        ),
+        AccountServicer(service.accounts, tester),
         pb.DESCRIPTOR.services_by_name["AccountService"],
         authenticator,
     )
@@ -183,10 +206,10 @@ async def create_server(settings: Settings) -> RunningServer:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     _LOG.info("listening on %s (port %d, %s, auth %s), database %s", settings.listen, port,
               "mTLS" if settings.client_ca else "TLS" if tls else "plaintext", settings.auth,
-              db.engine.url.render_as_string(hide_password=True))  # fmt: skip
+              make_url(settings.database_url).render_as_string(hide_password=True))  # fmt: skip
     watch = asyncio.create_task(policy.watch()) if policy is not None else None
     return RunningServer(
-        server, port, health_servicer, db, run_db, tester, run_scan,
+        server, port, health_servicer, service, tester,
         health_server=health_server, health_port=health_port, policy=policy, policy_watch=watch,
     )  # fmt: skip
 
@@ -218,47 +241,52 @@ async def serve(settings: Settings) -> None:
 
 
 async def _purge_periodically(running: RunningServer, settings: Settings) -> None:
-    """Background purge of accounts past retention, one batch per database call so that the
-    database threads stay available. Every replica may run it: the deletes are idempotent."""
+    """Background purge of accounts past retention, one batch per transaction so that no lock
+    is held for long. Every replica may run it: the deletes are idempotent."""
+    maintenance = running.service.maintenance
     while True:
         await asyncio.sleep(settings.purge_interval_seconds)
         try:
-            while await running.run_db(
-                maintenance.purge_expired,
-                running.database,
-                now_us=now_us(),
-                retention_us=settings.retention_us,
-                max_batches=1,
+            while await maintenance.purge_expired(
+                now_us=now_us(), retention_us=settings.retention_us, max_batches=1
             ):
                 pass
         except Exception:
             _LOG.exception("background purge failed; retrying at the next interval")
 
 
-def purge_once(settings: Settings) -> int:
-    """One purge pass (the `purge` command; schedule it, e.g. daily, from cron or a job)."""
-    db = open_database(settings)
+async def _on_service(settings: Settings, work: Callable[[Service], Awaitable[T]]) -> T:
+    service = await build_service(settings)
     try:
-        return maintenance.purge_expired(db, now_us=now_us(), retention_us=settings.retention_us)
+        return await work(service)
     finally:
-        db.dispose()
+        await service.close()
+
+
+def purge_once(settings: Settings, *, at_us: int | None = None) -> int:
+    """One purge pass (the `purge` command; schedule it, e.g. daily, from cron or a job).
+    `at_us` purges as if it were that time (tests)."""
+    when = at_us if at_us is not None else now_us()
+    return asyncio.run(
+        _on_service(
+            settings,
+            lambda s: s.maintenance.purge_expired(now_us=when, retention_us=settings.retention_us),
+        )
+    )
 
 
 def rotate_keys(settings: Settings) -> tuple[int, int]:
-    """Re-encrypts credentials with the primary key (the `rotate-keys` command)."""
-    cipher = build_cipher_for(settings)
-    db = open_database(settings)
-    try:
-        return maintenance.reencrypt_credentials(db, cipher, now_us=now_us())
-    finally:
-        db.dispose()
+    """Re-seals credentials with the primary key (the `rotate-keys` command)."""
+    return asyncio.run(
+        _on_service(settings, lambda s: s.maintenance.reseal_credentials(now_us=now_us()))
+    )
 
 
 def recount(settings: Settings) -> None:
     """Rebuilds the per-owner counters (the `recount` command)."""
-    db = open_database(settings)
-    try:
-        with db.transaction() as tx:
-            counts.recount_all(tx)
-    finally:
-        db.dispose()
+
+    async def work(service: Service) -> None:
+        async with service.execution.write() as tx:
+            await counts.recount_all(tx)
+
+    asyncio.run(_on_service(settings, work))

@@ -1,7 +1,8 @@
-"""Test data: unique callers and valid account requests."""
+"""Test data and shared helpers: unique callers, valid account requests, error checks."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
@@ -9,9 +10,14 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from mailaccounts_client import Credentials
+from mailaccounts.v1 import account_service_pb2 as pb
+from mailaccounts_client import AccountClient, Credentials
 
 PASSWORD = "Corr3ct-Horse-Battery"
+# allow_networks for servers that must reach the test mail servers on loopback.
+LOOPBACK = ("127.0.0.0/8",)
+# Runs a test on SQLite only (overrides the conftest `database_url` parameters).
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 def new_caller() -> Credentials:
@@ -32,6 +38,18 @@ def account_fields(**overrides: Any) -> dict[str, Any]:
     }
     fields.update(overrides)
     return {k: v for k, v in fields.items() if v is not None}
+
+
+def port_account(client: AccountClient, port: int) -> pb.Account:
+    """An IMAP account on 127.0.0.1:`port` without transport security."""
+    return client.create_account(
+        **account_fields(hostname="127.0.0.1", port=port, encryption=pb.ENCRYPTION_NONE)
+    )
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without any MAILACCOUNTS_* variable, for server subprocesses."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("MAILACCOUNTS_")}
 
 
 def expect_error(code: grpc.StatusCode, fn: Any, *args: Any, **kwargs: Any) -> grpc.RpcError:

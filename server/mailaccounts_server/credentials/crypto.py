@@ -139,14 +139,6 @@ class CredentialCipher:
         kid, _, _ = _split_token(token)
         return kid == self._primary
 
-    def needs_reencryption(self, token: str) -> bool:
-        """Convenience inverse of :meth:`is_current` for rotation jobs."""
-        return not self.is_current(token)
-
-    def reencrypt(self, token: str, *, aad: str) -> str:
-        """Decrypt with whichever key sealed the token and seal again with the primary key."""
-        return self.encrypt(self.decrypt(token, aad=aad), aad=aad)
-
 
 def _aad_bytes(aad: str) -> bytes:
     return _AAD_DOMAIN + aad.encode("utf-8")

@@ -1,7 +1,7 @@
 """TestConnection: who may test what, with which password, how long, and how many at once.
 
-Mail-server work blocks for up to the timeout, so it runs on its own thread pool: a hundred
-hanging tests never take the database threads or the event loop that Get/List need.
+Mail-server work blocks for up to the timeout, so it runs on the execution policy's probe
+threads: a hundred hanging tests never take the event loop that Get/List need.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Protocol
 
-from mailaccounts_server.concurrency import Runner, ThreadRunner
 from mailaccounts_server.domain.accounts import AccountManager
 from mailaccounts_server.domain.errors import (
     FieldViolation,
@@ -20,6 +19,7 @@ from mailaccounts_server.domain.errors import (
     ValidationError,
 )
 from mailaccounts_server.domain.model import Account, Caller
+from mailaccounts_server.domain.ports import Transactions
 from mailaccounts_server.domain.validation import MAX_PASSWORD
 from mailaccounts_server.mail import ProbeResult, ProbeTarget
 
@@ -81,29 +81,24 @@ class ConnectionTestRunner:
         self,
         accounts: AccountManager,
         prober: Prober,
+        execution: Transactions,
         *,
-        run_read: Runner,
-        run_write: Runner,
         max_per_tenant: int,
         max_total: int,
     ) -> None:
         self._accounts = accounts
         self._prober = prober
-        self._run_read = run_read
-        self._run_write = run_write
+        self._execution = execution
         self._max_per_tenant = max_per_tenant
         self._max_total = max_total
         self._in_flight: Counter[str] = Counter()
-        # One thread per allowed test: a test never queues behind another one.
-        self._run_probe = ThreadRunner(max_total, "probe")
         self._jobs: set[asyncio.Task[ConnectionTestOutcome]] = set()
 
     def shutdown(self) -> None:
-        """Cuts probes still in progress (they answer at once) and stops the probe threads."""
+        """Cuts probes still in progress: they answer at once."""
         abort = getattr(self._prober, "abort_all", None)
         if abort is not None:
             abort()
-        self._run_probe.shutdown(wait=False)
 
     def _take_slot(self, tenant_id: str) -> None:
         # Event-loop-only bookkeeping, so no lock is needed.
@@ -135,7 +130,7 @@ class ConnectionTestRunner:
         deadline = loop.time() + limit
         if rpc_time_remaining is not None:
             deadline = min(deadline, loop.time() + rpc_time_remaining - _DEADLINE_MARGIN_S)
-        account = await self._run_read(self._accounts.get_own, caller, account_id)
+        account = await self._accounts.get_own(caller, account_id)
         self._take_slot(caller.tenant_id)
         job = asyncio.ensure_future(self._probe_and_record(caller, account, password, deadline))
         self._jobs.add(job)
@@ -154,7 +149,7 @@ class ConnectionTestRunner:
     ) -> ConnectionTestOutcome:
         try:
             if password is None:
-                password = await self._run_read(self._accounts.password_for, caller, account)
+                password = await self._accounts.password_for(caller, account)
             timeout = max(0.1, deadline - asyncio.get_running_loop().time())
             target = ProbeTarget(
                 host=account.hostname,
@@ -165,9 +160,8 @@ class ConnectionTestRunner:
                 password=password,
                 timeout=timeout,
             )
-            result = await self._run_probe(self._prober.probe, target)
-            recorded = await self._run_write(
-                self._accounts.record_test,
+            result = await self._execution.probe(self._prober.probe, target)
+            recorded = await self._accounts.record_test(
                 caller,
                 account,
                 success=result.success,

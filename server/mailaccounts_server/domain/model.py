@@ -41,6 +41,25 @@ class Caller:
         """May list and read every user's accounts and audit events within the tenant."""
         return ROLE_TENANT_ADMIN in self.roles
 
+    @property
+    def owner(self) -> Owner:
+        """The rows this caller owns: its own user's in its tenant."""
+        return Owner(self.tenant_id, self.user_id)
+
+    @property
+    def reader(self) -> Owner:
+        """The rows this caller may read: a tenant admin's whole tenant, else its own."""
+        return Owner(self.tenant_id, None if self.is_tenant_admin else self.user_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Whose rows a repository call may touch: one user of a tenant, or (user_id None) every
+    user of the tenant. Every repository query filters on it in SQL."""
+
+    tenant_id: str
+    user_id: str | None
+
 
 @dataclass(frozen=True, slots=True)
 class ConnectionTestSummary:

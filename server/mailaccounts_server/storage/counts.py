@@ -7,7 +7,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from mailaccounts_server.domain.model import Caller
+from mailaccounts_server.domain.model import Owner
 from mailaccounts_server.storage.models import AccountCountRow, AccountRow
 from mailaccounts_server.storage.sql import Statement, Tx
 
@@ -34,13 +34,13 @@ def _upsert(dialect: str) -> Any:
 _ADD = Statement(_upsert)
 
 
-def add_live(tx: Tx, caller: Caller, delta: int) -> None:
+async def add_live(tx: Tx, owner: Owner, delta: int) -> None:
     """Adjusts the owner's live count inside the current (write) transaction."""
-    tx.execute(_ADD, {"tenant_id": caller.tenant_id, "user_id": caller.user_id, "delta": delta})
+    await tx.execute(_ADD, {"tenant_id": owner.tenant_id, "user_id": owner.user_id, "delta": delta})
 
 
-def live_count(tx: Tx, caller: Caller) -> int:
-    value = tx.scalar(_GET, {"tenant_id": caller.tenant_id, "user_id": caller.user_id})
+async def live_count(tx: Tx, owner: Owner) -> int:
+    value = await tx.scalar(_GET, {"tenant_id": owner.tenant_id, "user_id": owner.user_id})
     return int(value or 0)
 
 
@@ -49,29 +49,27 @@ _TENANT = Statement(
 )
 
 
-def tenant_live_count(tx: Tx, tenant_id: str) -> int:
+async def tenant_live_count(tx: Tx, tenant_id: str) -> int:
     """Live accounts of every user of a tenant (a tenant admin's unfiltered list)."""
-    return int(tx.scalar(_TENANT, {"tenant_id": tenant_id}) or 0)
+    return int(await tx.scalar(_TENANT, {"tenant_id": tenant_id}) or 0)
 
 
 _CLEAR = Statement(delete(_T))
 
 
-def _recount(dialect: str) -> Any:
-    accounts = cast(Table, AccountRow.__table__)
-    live = (
-        select(accounts.c.tenant_id, accounts.c.user_id, func.count())
-        .where(accounts.c.deleted_at.is_(None))
-        .group_by(accounts.c.tenant_id, accounts.c.user_id)
+_ACCOUNTS = cast(Table, AccountRow.__table__)
+_RECOUNT = Statement(
+    insert(_T).from_select(
+        ["tenant_id", "user_id", "live"],
+        select(_ACCOUNTS.c.tenant_id, _ACCOUNTS.c.user_id, func.count())
+        .where(_ACCOUNTS.c.deleted_at.is_(None))
+        .group_by(_ACCOUNTS.c.tenant_id, _ACCOUNTS.c.user_id),
     )
-    return insert(_T).from_select(["tenant_id", "user_id", "live"], live)
+)
 
 
-_RECOUNT = Statement(_recount)
-
-
-def recount_all(tx: Tx) -> None:
+async def recount_all(tx: Tx) -> None:
     """Rebuilds every owner's counter from the rows (after a rolling deploy in which replicas
     without counters kept writing). Scans the accounts table: run it off-peak."""
-    tx.execute(_CLEAR)
-    tx.execute(_RECOUNT)
+    await tx.execute(_CLEAR)
+    await tx.execute(_RECOUNT)

@@ -1,134 +1,322 @@
-"""Engine and session factory: built once per process, one session per request."""
+"""Connections and transactions, on the event loop: SQLite through the standard library,
+PostgreSQL through psycopg's asyncio pool. `read()`, `write()` and `scan()` are the only ways
+code gets a connection; the data functions take the Tx they yield and never commit."""
 
 from __future__ import annotations
 
-import contextvars
+import asyncio
 import logging
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
 
-from sqlalchemy import Engine, create_engine, event
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import Dialect
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
+from sqlalchemy.dialects.sqlite.pysqlite import dialect as pysqlite_dialect
 from sqlalchemy.engine import make_url
 
-from mailaccounts_server.storage.sql import Tx
+from mailaccounts_server.domain.ports import UniqueViolation
+from mailaccounts_server.storage.sql import Params, Statement
 
 _LOG = logging.getLogger(__name__)
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-_NONBLOCKING: contextvars.ContextVar[bool] = contextvars.ContextVar("db_nonblocking", default=False)
+# Back-off while another process holds SQLite's write lock: short first (the common holder is
+# a one-row write), never long enough to matter next to the busy timeout.
+_LOCKED_BACKOFF_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 
 
-class WouldBlock(Exception):
-    """A non-blocking SQLite write found the write lock taken; nothing was done."""
+class Database(Protocol):
+    """Transactions on one database, whichever it is."""
+
+    url: str
+    is_sqlite: bool
+
+    def read(self) -> Any:
+        """`async with db.read() as tx`: reads that cannot wait on a lock."""
+        ...
+
+    def write(self) -> Any:
+        """`async with db.write() as tx`: one transaction, committed on success."""
+        ...
+
+    def scan(self) -> Any:
+        """`async with db.scan() as tx`: reads that may walk many rows (filtered lists)."""
+        ...
+
+    async def close(self) -> None: ...
 
 
-@contextmanager
-def nonblocking() -> Iterator[None]:
-    """Within this block, SQLite write transactions that would have to wait for the write lock
-    raise WouldBlock at BEGIN instead of waiting (see concurrency.InlineFirstRunner)."""
-    token = _NONBLOCKING.set(True)
-    try:
-        yield
-    finally:
-        _NONBLOCKING.reset(token)
+async def open_database(url: str, *, pool_size: int, scan_threads: int = 2) -> Database:
+    """The database behind a SQLAlchemy URL (sqlite:///FILE or postgresql+psycopg://...)."""
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        return SqliteDatabase(url, pool_size=pool_size, scan_threads=scan_threads)
+    if backend == "postgresql":
+        db = PostgresDatabase(url, pool_size=pool_size)
+        await db.open()
+        return db
+    raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
 
 
-class Database:
-    """Owns the engine and its pool; `transaction()` is the only way code gets a connection."""
+# -- SQLite ----------------------------------------------------------------------------------
 
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
-        parsed = make_url(url)
+
+class _SqliteTx:
+    """A SQLite connection's cursor; calls run right here, on the event loop."""
+
+    __slots__ = ("_cursor",)
+    dialect: Dialect = pysqlite_dialect()
+    integrity_error: type[Exception] = sqlite3.IntegrityError
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+
+    def _run(self, statement: Statement, params: Params) -> sqlite3.Cursor:
+        compiled = statement.for_dialect(self.dialect)
+        return self._cursor.execute(compiled.sql, compiled.args(params))
+
+    async def execute(self, statement: Statement, params: Params = None) -> None:
+        self._run(statement, params)
+
+    async def count(self, statement: Statement, params: Params = None) -> int:
+        return self._run(statement, params).rowcount
+
+    async def execute_many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
+        compiled = statement.for_dialect(self.dialect)
+        self._cursor.executemany(compiled.sql, [compiled.args(r) for r in rows])
+
+    async def first(self, statement: Statement, params: Params = None) -> Any:
+        return self._run(statement, params).fetchone()
+
+    async def rows(self, statement: Statement, params: Params = None) -> list[Any]:
+        return self._run(statement, params).fetchall()
+
+    async def scalar(self, statement: Statement, params: Params = None) -> Any:
+        row = self._run(statement, params).fetchone()
+        return None if row is None else row[0]
+
+
+class _SqliteScanTx(_SqliteTx):
+    """Statements that may walk many rows run on a scan thread: SQLite releases the GIL while
+    it reads, so a large tenant's filtered list does not stall the loop."""
+
+    __slots__ = ("_pool",)
+
+    def __init__(self, cursor: sqlite3.Cursor, pool: ThreadPoolExecutor) -> None:
+        super().__init__(cursor)
+        self._pool = pool
+
+    async def rows(self, statement: Statement, params: Params = None) -> list[Any]:
+        def run() -> list[Any]:
+            return self._run(statement, params).fetchall()
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, run)
+
+    async def scalar(self, statement: Statement, params: Params = None) -> Any:
+        rows = await self.rows(statement, params)
+        return rows[0][0] if rows else None
+
+
+class SqliteDatabase:
+    """The embedded default. WAL readers never wait, so reads run on the event loop; one
+    writer at a time, queued on an asyncio lock in this process, and a write whose BEGIN finds
+    another process's lock waits with asyncio sleeps, never blocking the loop."""
+
+    is_sqlite = True
+
+    def __init__(self, url: str, *, pool_size: int, scan_threads: int = 2) -> None:
         self.url = url
-        self.is_sqlite = parsed.get_backend_name() == "sqlite"
-        kwargs: dict[str, Any] = {"echo": echo}
-        if self.is_sqlite:
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
-            kwargs["pool_size"] = pool_size
+        path = make_url(url).database
+        if not path or path == ":memory:":
+            raise ValueError("SQLite needs a file: sqlite:///path/to/file.db")
+        self._path = path
+        self._idle: list[sqlite3.Connection] = []
+        self._keep = pool_size
+        self._write_lock = asyncio.Lock()
+        self._scan_pool = ThreadPoolExecutor(scan_threads, thread_name_prefix="db-scan")
+        # WAL is a property of the file, set once here: switching a connection's journal mode
+        # needs the exclusive lock, and a new connection made while another process writes
+        # would fail on it. (Migrations at start-up usually set it already.)
+        first = self._connect()
+        if first.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            first.execute("PRAGMA journal_mode=WAL")
+        self._idle.append(first)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._path,
+            timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,  # transactions are begun explicitly
+            check_same_thread=False,  # a scan's statements run on a scan thread
+        )
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[sqlite3.Connection]:
+        conn = self._idle.pop() if self._idle else self._connect()
+        try:
+            yield conn
+        except BaseException:
+            conn.close()  # its state is unknown (e.g. cancelled mid-statement)
+            raise
+        if len(self._idle) < self._keep:
+            self._idle.append(conn)
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
-        self.engine: Engine = create_engine(url, **kwargs)
-        if self.is_sqlite:
-            _configure_sqlite(self.engine)
-        self._dialect = self.engine.dialect
-        dbapi = self._dialect.dbapi
-        assert dbapi is not None
-        self._integrity_error: type[Exception] = dbapi.IntegrityError
-        self._operational_error: type[Exception] = dbapi.OperationalError
-        # SQLite has one writer at a time. Queueing this process's writers on a lock hands the
-        # database over as soon as it is free; left to SQLite's busy handler they sleep in
-        # back-off steps of up to 100 ms and tail latency explodes under concurrent writes.
-        self._sqlite_write_lock = threading.Lock() if self.is_sqlite else None
+            conn.close()
 
-    @contextmanager
-    def transaction(self, *, write: bool = True) -> Iterator[Tx]:
-        """One pooled connection in one transaction: committed on success, rolled back on
-        error, returned to the pool either way."""
-        lock = self._sqlite_write_lock if write else None
-        nowait = lock is not None and _NONBLOCKING.get()
-        if lock is not None and not lock.acquire(blocking=not nowait):
-            raise WouldBlock
-        try:
-            with self._connection(write, nowait=nowait) as tx:
-                yield tx
-        finally:
-            if lock is not None:
-                lock.release()
-
-    @contextmanager
-    def _connection(self, write: bool, *, nowait: bool = False) -> Iterator[Tx]:
-        raw = self.engine.raw_connection()
-        try:
-            cursor = raw.cursor()
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[_SqliteTx]:
+        async with self._connection() as conn:
+            cursor = conn.execute("BEGIN")  # one snapshot for every statement of the read
             try:
-                if self.is_sqlite:
-                    # Writers take the write lock up front so two of them queue on the busy
-                    # timeout instead of one failing when it upgrades a read lock.
-                    self._begin_sqlite(cursor, write, nowait)
-                try:
-                    yield Tx(cursor, self._dialect, self._integrity_error)
-                except BaseException:
-                    raw.rollback()
-                    raise
-                raw.commit()
+                yield _SqliteTx(cursor)
             finally:
-                cursor.close()
-        finally:
-            raw.close()
+                conn.execute("ROLLBACK")
 
-    def _begin_sqlite(self, cursor: Any, write: bool, nowait: bool) -> None:
-        if not nowait:
-            cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            return
-        # Another process (a second server, the purge command) may hold the write lock.
-        cursor.execute("PRAGMA busy_timeout=0")
+    @asynccontextmanager
+    async def scan(self) -> AsyncIterator[_SqliteTx]:
+        async with self._connection() as conn:
+            cursor = conn.execute("BEGIN")
+            try:
+                yield _SqliteScanTx(cursor, self._scan_pool)
+            finally:
+                conn.execute("ROLLBACK")
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[_SqliteTx]:
+        async with self._write_lock, self._connection() as conn:
+            await self._begin_immediate(conn)
+            try:
+                yield _SqliteTx(conn.cursor())
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    async def _begin_immediate(self, conn: sqlite3.Connection) -> None:
+        """Takes the write lock up front (two writers then queue instead of one failing on a
+        lock upgrade) without ever waiting inside SQLite: the loop stays free."""
+        conn.execute("PRAGMA busy_timeout=0")
         try:
-            cursor.execute("BEGIN IMMEDIATE")
-        except self._operational_error as exc:
-            raise WouldBlock from exc
+            deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+            attempt = 0
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise
+                await asyncio.sleep(_LOCKED_BACKOFF_S[min(attempt, len(_LOCKED_BACKOFF_S) - 1)])
+                attempt += 1
         finally:
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
-    def dispose(self) -> None:
-        self.engine.dispose()
+    async def close(self) -> None:
+        self._scan_pool.shutdown(wait=True, cancel_futures=True)
+        while self._idle:
+            self._idle.pop().close()
 
 
-def _configure_sqlite(engine: Engine) -> None:
-    """WAL so readers never block the writer, a busy timeout so writers wait instead of failing."""
+# -- PostgreSQL ------------------------------------------------------------------------------
 
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Transactions are begun explicitly (pysqlite's implicit BEGIN is deferred and would
-        # let two writers deadlock on a lock upgrade).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
 
-    # SQLAlchemy-managed connections (migrations) then need their BEGIN emitted explicitly.
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN")
+class _PostgresTx:
+    """A psycopg async connection. In a write transaction it is in pipeline mode: statements
+    whose results are not read go out together and are answered in one round trip."""
+
+    __slots__ = ("_conn", "_pipeline")
+    dialect: Dialect = psycopg_dialect()  # type: ignore[no-untyped-call]
+    integrity_error: type[Exception] = psycopg.IntegrityError
+
+    def __init__(
+        self, conn: psycopg.AsyncConnection[Any], pipeline: psycopg.AsyncPipeline | None
+    ) -> None:
+        self._conn = conn
+        self._pipeline = pipeline
+
+    async def _run(
+        self, statement: Statement, params: Mapping[str, Any] | None
+    ) -> psycopg.AsyncCursor[Any]:
+        compiled = statement.for_dialect(self.dialect)
+        return await self._conn.execute(compiled.sql, compiled.args(params))
+
+    async def execute(self, statement: Statement, params: Params = None) -> None:
+        await self._run(statement, params)
+
+    async def count(self, statement: Statement, params: Params = None) -> int:
+        cursor = await self._run(statement, params)
+        if self._pipeline is not None:
+            await self._pipeline.sync()
+        return cursor.rowcount
+
+    async def execute_many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
+        compiled = statement.for_dialect(self.dialect)
+        async with self._conn.cursor() as cursor:
+            await cursor.executemany(compiled.sql, [compiled.args(r) for r in rows])
+
+    async def first(self, statement: Statement, params: Params = None) -> Any:
+        return await (await self._run(statement, params)).fetchone()
+
+    async def rows(self, statement: Statement, params: Params = None) -> list[Any]:
+        return await (await self._run(statement, params)).fetchall()
+
+    async def scalar(self, statement: Statement, params: Params = None) -> Any:
+        row = await (await self._run(statement, params)).fetchone()
+        return None if row is None else next(iter(row.values()))
+
+
+class PostgresDatabase:
+    """PostgreSQL through psycopg's asyncio pool: the event loop waits on the network, no
+    thread hops. Reads are single autocommit statements (under READ COMMITTED a transaction
+    would not give them one snapshot anyway, and BEGIN/COMMIT would double their round
+    trips); writes are transactions in pipeline mode."""
+
+    is_sqlite = False
+
+    def __init__(self, url: str, *, pool_size: int) -> None:
+        self.url = url
+        conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            name="mailaccounts",
+        )
+
+    async def open(self) -> None:
+        await self._pool.open(wait=True, timeout=30)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[_PostgresTx]:
+        async with self._pool.connection() as conn:
+            yield _PostgresTx(conn, None)
+
+    scan = read
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[_PostgresTx]:
+        try:
+            async with self._pool.connection() as conn, conn.pipeline() as pipeline:
+                async with conn.transaction():
+                    yield _PostgresTx(conn, pipeline)
+        except psycopg.errors.UniqueViolation as exc:
+            # Pipelined statements report their errors at the next sync, often the COMMIT.
+            raise UniqueViolation(exc.diag.constraint_name or "") from exc
+
+    async def close(self) -> None:
+        await self._pool.close()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select
+from sqlalchemy import Table, bindparam, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 
-from mailaccounts_server.domain.model import Caller
+from mailaccounts_server.domain.model import Owner
 from mailaccounts_server.storage.models import IdempotencyKeyRow
 from mailaccounts_server.storage.sql import Statement, Tx
 
@@ -18,41 +19,45 @@ _FIND = Statement(
         _T.c.request_id == bindparam("request_id"),
     )
 )
-_INSERT = Statement(insert(_T))
+
+
+def _claim(dialect: str) -> Any:
+    # ON CONFLICT DO NOTHING: a key already taken is an answer (0 rows), not an error that
+    # would abort a PostgreSQL transaction (and its pipeline).
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(_T).on_conflict_do_nothing()
+
+
+_CLAIM = Statement(_claim)
 _DELETE_OLD = Statement(delete(_T).where(_T.c.created_at < bindparam("before")))
 
 
-def find_key(tx: Tx, caller: Caller, request_id: str) -> tuple[str, str] | None:
-    """(request_hash, account_id) recorded for this caller's request_id, if any."""
-    row = tx.first(
-        _FIND,
-        {"tenant_id": caller.tenant_id, "user_id": caller.user_id, "request_id": request_id},
-    )
-    return (row[0], row[1]) if row else None
+class SqlIdempotencyKeys:
+    """IdempotencyKeys over SQLAlchemy-compiled statements."""
 
+    async def find(self, tx: Tx, owner: Owner, request_id: str) -> tuple[str, str] | None:
+        """(request_hash, account_id) recorded for this owner's request_id, if any."""
+        params = {"tenant_id": owner.tenant_id, "user_id": owner.user_id,
+                  "request_id": request_id}  # fmt: skip
+        row = await tx.first(_FIND, params)
+        return (row["request_hash"], row["account_id"]) if row else None
 
-def claim_key(
-    tx: Tx, caller: Caller, request_id: str, request_hash: str, account_id: str, now_us: int
-) -> bool:
-    """Records the key; False when a concurrent request claimed it first (the caller then
-    rolls back and reads what that one created)."""
-    try:
-        tx.execute(
-            _INSERT,
-            {
-                "tenant_id": caller.tenant_id,
-                "user_id": caller.user_id,
-                "request_id": request_id,
-                "request_hash": request_hash,
-                "account_id": account_id,
-                "created_at": now_us,
-            },
-        )
-    except tx.integrity_error:
-        return False
-    return True
+    async def claim(
+        self, tx: Tx, owner: Owner, request_id: str, request_hash: str, account_id: str,
+        now_us: int,
+    ) -> bool:  # fmt: skip
+        """Records the key; False when another request claimed it first (on PostgreSQL this
+        waits for that request's transaction to end)."""
+        values = {
+            "tenant_id": owner.tenant_id,
+            "user_id": owner.user_id,
+            "request_id": request_id,
+            "request_hash": request_hash,
+            "account_id": account_id,
+            "created_at": now_us,
+        }
+        return await tx.count(_CLAIM, values) == 1
 
-
-def delete_keys_before(tx: Tx, before_us: int) -> int:
-    """Forgets keys older than the retention (at least 24 hours)."""
-    return int(tx.execute(_DELETE_OLD, {"before": before_us}).rowcount)
+    async def delete_before(self, tx: Tx, before_us: int) -> int:
+        """Forgets keys older than the retention (at least 24 hours)."""
+        return await tx.count(_DELETE_OLD, {"before": before_us})

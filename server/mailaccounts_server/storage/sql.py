@@ -1,4 +1,4 @@
-"""Statements compiled once, run on pooled DBAPI connections.
+"""Statements compiled once per dialect, and the transaction handle the data functions use.
 
 SQLAlchemy builds and compiles every query (so the SQL is portable between SQLite and
 PostgreSQL and checked against the models), but only once per dialect: per-call statement
@@ -8,12 +8,16 @@ itself on a primary-key read, and the service's hot paths are exactly such reads
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Dialect
 from sqlalchemy.sql import ClauseElement
+
+Row = Mapping[str, Any]
+"""A result row, read by column name (sqlite3.Row or psycopg's dict_row)."""
+Params = Mapping[str, Any] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +27,13 @@ class Compiled:
     sql: str
     order: tuple[str, ...] | None
     fixed: dict[str, Any]
+
+    def args(self, params: Params) -> Sequence[Any] | Mapping[str, Any]:
+        """The driver's parameters: a sequence for positional drivers, else the mapping."""
+        values = params or {}
+        if self.fixed:
+            values = {**self.fixed, **values}
+        return [values[name] for name in self.order] if self.order is not None else values
 
 
 class Statement:
@@ -49,60 +60,49 @@ class Statement:
         return compiled
 
 
-class Tx:
-    """One pooled DBAPI connection inside one transaction (see Database.transaction)."""
-
-    __slots__ = ("_cursor", "_dialect", "integrity_error")
-
-    def __init__(self, cursor: Any, dialect: Dialect, integrity_error: type[Exception]) -> None:
-        self._cursor = cursor
-        self._dialect = dialect
-        # The driver's unique/foreign-key violation class, for callers that translate it.
-        self.integrity_error = integrity_error
-
-    def execute(self, statement: Statement, params: Mapping[str, Any] | None = None) -> Any:
-        """Runs the statement; returns the DBAPI cursor (rowcount, fetch*)."""
-        compiled = statement.for_dialect(self._dialect)
-        params = params or {}
-        if compiled.fixed:
-            params = {**compiled.fixed, **params}
-        order = compiled.order
-        args: Sequence[Any] | Mapping[str, Any] = (
-            [params[name] for name in order] if order is not None else params
-        )
-        self._cursor.execute(compiled.sql, args)
-        return self._cursor
-
-    def execute_many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Runs the statement once per parameter set, in one driver call (bulk loads)."""
-        compiled = statement.for_dialect(self._dialect)
-        order = compiled.order
-        batch = [{**compiled.fixed, **row} for row in rows] if compiled.fixed else rows
-        args = [[r[name] for name in order] for r in batch] if order is not None else batch
-        self._cursor.executemany(compiled.sql, args)
-
-    def first(self, statement: Statement, params: Mapping[str, Any] | None = None) -> Any:
-        return self.execute(statement, params).fetchone()
-
-    def rows(self, statement: Statement, params: Mapping[str, Any] | None = None) -> list[Any]:
-        return list(self.execute(statement, params).fetchall())
-
-    def scalar(self, statement: Statement, params: Mapping[str, Any] | None = None) -> Any:
-        row = self.execute(statement, params).fetchone()
-        return None if row is None else row[0]
-
-
 class StatementCache:
     """Statements that vary by shape (which filters, which columns) built once per shape."""
 
     def __init__(self) -> None:
         self._by_key: dict[Any, Statement] = {}
 
-    def get(self, key: Any, build: Any) -> Statement:
+    def get(self, key: Any, build: Callable[[], ClauseElement]) -> Statement:
         statement = self._by_key.get(key)
         if statement is None:
             statement = self._by_key[key] = Statement(build())
         return statement
 
-    def __iter__(self) -> Iterator[Statement]:
-        return iter(self._by_key.values())
+
+class Tx(Protocol):
+    """One connection inside one transaction (or, for reads on PostgreSQL, one autocommit
+    connection): the only way data functions reach the database. They never commit."""
+
+    @property
+    def integrity_error(self) -> type[Exception]:
+        """The driver's unique/foreign-key violation class."""
+        ...
+
+    async def execute(self, statement: Statement, params: Params = None) -> None:
+        """Runs a statement whose result is not needed now (PostgreSQL may pipeline it: an
+        error then surfaces at the next read or at commit)."""
+        ...
+
+    async def count(self, statement: Statement, params: Params = None) -> int:
+        """Runs a statement and returns how many rows it changed."""
+        ...
+
+    async def execute_many(self, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Runs the statement once per parameter set (bulk loads)."""
+        ...
+
+    async def first(self, statement: Statement, params: Params = None) -> Any:
+        """The first row (a Row) or None."""
+        ...
+
+    async def rows(self, statement: Statement, params: Params = None) -> list[Any]:
+        """Every row (Rows)."""
+        ...
+
+    async def scalar(self, statement: Statement, params: Params = None) -> Any:
+        """The first column of the first row, or None."""
+        ...

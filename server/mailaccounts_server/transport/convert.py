@@ -10,8 +10,8 @@ from mailaccounts.v1 import account_service_pb2 as pb
 from mailaccounts_server.domain.connection_tests import ConnectionTestOutcome
 from mailaccounts_server.domain.enums import Encryption, Protocol
 from mailaccounts_server.domain.model import Account
+from mailaccounts_server.domain.ports import AuditRecord
 from mailaccounts_server.mail import ErrorCode, FolderKind
-from mailaccounts_server.storage.audit import AuditEvent
 
 PROTOCOL_TO_PB = {Protocol.IMAP: pb.PROTOCOL_IMAP, Protocol.POP3: pb.PROTOCOL_POP3}
 PROTOCOL_FROM_PB = {v: k for k, v in PROTOCOL_TO_PB.items()}
@@ -93,7 +93,7 @@ def account_to_pb(a: Account) -> pb.Account:
     return msg
 
 
-def audit_event_to_pb(e: AuditEvent) -> pb.AuditEvent:
+def audit_event_to_pb(e: AuditRecord) -> pb.AuditEvent:
     return pb.AuditEvent(
         id=e.id,
         time=timestamp(e.time_us),

@@ -1,4 +1,4 @@
-"""AccountService servicer: proto in, domain call off the event loop, proto out."""
+"""AccountService servicer: proto in, domain call, proto out."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import grpc
 from mailaccounts.v1 import account_service_pb2 as pb
 from mailaccounts.v1 import account_service_pb2_grpc as pb_grpc
 
-from mailaccounts_server.concurrency import Runner
-from mailaccounts_server.domain import validation
+from mailaccounts_server.domain import fields, validation
 from mailaccounts_server.domain.accounts import AccountManager
 from mailaccounts_server.domain.connection_tests import ConnectionTestRunner
 from mailaccounts_server.domain.errors import FieldViolation, ValidationError
@@ -19,31 +18,16 @@ from mailaccounts_server.transport import convert
 from mailaccounts_server.transport.caller import current_caller
 
 Context = grpc.aio.ServicerContext[Any, Any]
-_PATCH_FIELDS = (
-    "account_name", "email_address", "hostname", "port", "encryption", "username",
-    "is_sync_enabled", "sync_interval", "is_enabled",
-)  # fmt: skip
 _DELETED_MESSAGE = "Account deleted successfully"
 
 
 class AccountServicer(pb_grpc.AccountServiceServicer):
-    """Thin adapter: every rule lives in the domain; database work goes through the runners
-    (writes on threads; reads too, except where they cannot block: see app.create_server)."""
+    """Thin adapter: every rule lives in the domain, and where work runs is the execution
+    policy's business (see execution.py)."""
 
-    def __init__(
-        self,
-        accounts: AccountManager,
-        tester: ConnectionTestRunner,
-        *,
-        run_write: Runner,
-        run_read: Runner,
-        run_scan: Runner,
-    ) -> None:
+    def __init__(self, accounts: AccountManager, tester: ConnectionTestRunner) -> None:
         self._accounts = accounts
         self._tester = tester
-        self._run = run_write
-        self._read = run_read
-        self._scan = run_scan
 
     async def CreateAccount(self, request: pb.CreateAccountRequest, context: Context) -> pb.Account:
         _check_enum(request.protocol, convert.PROTOCOL_FROM_PB, "protocol")
@@ -64,12 +48,12 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
             sync_interval=request.sync_interval if request.HasField("sync_interval") else None,
             request_id=request.request_id,
         )
-        account = await self._run(self._accounts.create, current_caller(), new)
+        account = await self._accounts.create(current_caller(), new)
         return convert.account_to_pb(account)
 
     async def GetAccount(self, request: pb.GetAccountRequest, context: Context) -> pb.Account:
         account_id = validation.validate_id(request.id)
-        account = await self._read(self._accounts.get, current_caller(), account_id)
+        account = await self._accounts.get(current_caller(), account_id)
         return convert.account_to_pb(account)
 
     async def ListAccounts(
@@ -87,12 +71,7 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
             show_deleted=request.show_deleted,
             all_users=request.all_users,
         )
-        # A filtered list counts (and may walk) all of the owner's rows: never on the loop.
-        unfiltered = AccountFilter(show_deleted=flt.show_deleted, all_users=flt.all_users)
-        run = self._read if flt == unfiltered and not flt.all_users else self._scan
-        page = await run(
-            self._accounts.list_page, current_caller(), flt, page_size, request.page_token
-        )
+        page = await self._accounts.list_page(current_caller(), flt, page_size, request.page_token)
         return pb.ListAccountsResponse(
             accounts=[convert.account_to_pb(a) for a in page.accounts],
             count=len(page.accounts),
@@ -102,7 +81,7 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
 
     async def UpdateAccount(self, request: pb.UpdateAccountRequest, context: Context) -> pb.Account:
         account_id = validation.validate_id(request.id)
-        present = convert.present_fields(request, _PATCH_FIELDS)
+        present = convert.present_fields(request, fields.PATCHABLE)
         if "encryption" in present:
             if present["encryption"] not in convert.ENCRYPTION_FROM_PB:
                 raise ValidationError(
@@ -111,16 +90,14 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
             present["encryption"] = convert.ENCRYPTION_FROM_PB[present["encryption"]]
         password = request.password if request.HasField("password") else None
         patch = validation.validate_patch(present, password)
-        account = await self._run(
-            self._accounts.update, current_caller(), account_id, patch, request.etag
-        )
+        account = await self._accounts.update(current_caller(), account_id, patch, request.etag)
         return convert.account_to_pb(account)
 
     async def DeleteAccount(
         self, request: pb.DeleteAccountRequest, context: Context
     ) -> pb.DeleteAccountResponse:
         account_id = validation.validate_id(request.id)
-        done = await self._run(self._accounts.delete, current_caller(), account_id, request.etag)
+        done = await self._accounts.delete(current_caller(), account_id, request.etag)
         return pb.DeleteAccountResponse(
             message=_DELETED_MESSAGE,
             id=done.account_id,
@@ -132,7 +109,7 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
         self, request: pb.UndeleteAccountRequest, context: Context
     ) -> pb.Account:
         account_id = validation.validate_id(request.id)
-        account = await self._run(self._accounts.undelete, current_caller(), account_id)
+        account = await self._accounts.undelete(current_caller(), account_id)
         return convert.account_to_pb(account)
 
     async def TestConnection(
@@ -157,8 +134,7 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
         account_id = (
             validation.validate_id(request.account_id, "accountId") if request.account_id else ""
         )
-        events, token = await self._read(
-            self._accounts.list_audit,
+        events, token = await self._accounts.list_audit(
             current_caller(),
             account_id,
             page_size,

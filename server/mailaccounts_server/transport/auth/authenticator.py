@@ -37,13 +37,18 @@ def peer_identity(auth_context: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _metadata_value(metadata: Metadata, key: str) -> str | None:
-    found = None
+_AUTH_KEYS = frozenset({AUTHORIZATION_KEY, TENANT_KEY, USER_KEY})
+
+
+def _auth_metadata(metadata: Metadata) -> dict[str, str]:
+    """authorization, x-tenant-id and x-user-id in one pass; each at most once (a proxy that
+    appends instead of replacing must not let a client pick its identity)."""
+    found: dict[str, str] = {}
     for k, v in metadata:
-        if k == key:
-            if found is not None:
-                raise UnauthenticatedError(f"metadata {key} must be given once")
-            found = v if isinstance(v, str) else ""
+        if k in _AUTH_KEYS:
+            if k in found:
+                raise UnauthenticatedError(f"metadata {k} must be given once")
+            found[k] = v if isinstance(v, str) else ""
     return found
 
 
@@ -85,19 +90,17 @@ class Authenticator:
                     "no client certificate identity: connect with a client certificate whose "
                     "SAN carries a URI (SPIFFE id) or DNS name"
                 )
-        claims = await self._claims(metadata) if self._use_token else None
-        if claims is None:
+        if not self._use_token:
             assert identity is not None
             return self._certificate_caller(identity, metadata)
-        return self._token_caller(identity, claims, metadata)
-
-    async def _claims(self, metadata: Metadata) -> TokenClaims:
-        header = _metadata_value(metadata, AUTHORIZATION_KEY)
+        sent = _auth_metadata(metadata)
+        header = sent.get(AUTHORIZATION_KEY)
         if not header:
             raise UnauthenticatedError("missing authorization metadata: 'Bearer <token>'")
         assert self._verifier is not None
-        cached = self._verifier.verify_cached(header)
-        return cached if cached is not None else await self._verifier.verify(header)
+        # A token seen before costs a dictionary look-up, not a coroutine and a signature check.
+        claims = self._verifier.verify_cached(header) or await self._verifier.verify(header)
+        return self._token_caller(identity, claims, sent)
 
     def _grant(self, identity: str) -> Grant | None:
         return self._policy.current.grant_for(identity) if self._policy is not None else None
@@ -111,13 +114,13 @@ class Authenticator:
         return self._authorise(identity, grant, claimed.tenant_id, claimed.user_id, Actor(identity))
 
     def _token_caller(
-        self, identity: str | None, claims: TokenClaims, metadata: Metadata
+        self, identity: str | None, claims: TokenClaims, sent: dict[str, str]
     ) -> Caller:
         """jwt / mtls+jwt: the token is the authority for tenant and user; metadata, if sent,
         must agree with it."""
         for key, value in ((TENANT_KEY, claims.tenant_id), (USER_KEY, claims.user_id)):
-            sent = _metadata_value(metadata, key)
-            if sent is not None and sent.strip() != value:
+            claimed = sent.get(key)
+            if claimed is not None and claimed.strip() != value:
                 raise PermissionDeniedError(f"metadata {key} does not match the token")
         if identity is not None:  # mtls+jwt: the service must be allowed for the token's tenant
             grant = self._grant(identity)

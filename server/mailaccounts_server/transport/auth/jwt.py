@@ -98,17 +98,17 @@ class JwtSettings:
             if not claim:
                 raise ConfigurationError(f"{flag}: must not be empty")
         if not self.algorithms:
-            raise ConfigurationError("--jwt-algorithms: must name at least one algorithm")
+            raise ConfigurationError("JWT algorithms: name at least one")
         unknown = [alg for alg in self.algorithms if alg not in ALLOWED_ALGORITHMS]
         if unknown:
             raise ConfigurationError(
-                f"--jwt-algorithms: {', '.join(map(repr, unknown))} not allowed;"
+                f"JWT algorithms: {', '.join(map(repr, unknown))} not allowed;"
                 f" choose from {', '.join(ALLOWED_ALGORITHMS)}"
             )
         if not (math.isfinite(self.leeway_seconds) and self.leeway_seconds >= 0):
-            raise ConfigurationError("--jwt-leeway: must be a number of seconds >= 0")
+            raise ConfigurationError("--jwt-leeway-seconds: must be a number of seconds >= 0")
         if not (math.isfinite(self.jwks_refresh_seconds) and self.jwks_refresh_seconds > 0):
-            raise ConfigurationError("--jwt-jwks-refresh: must be a number of seconds > 0")
+            raise ConfigurationError("JWKS refresh interval: must be a number of seconds > 0")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,184 @@
+"""What the domain needs from the outside, as small Protocols: transactions, the owner-scoped
+repositories, encryption and the mail prober. The storage, credentials and mail packages
+implement them; app.py plugs the implementations in."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from mailaccounts_server.domain.model import Account, AccountFilter, Owner
+
+T = TypeVar("T")
+Tx = Any
+"""An open transaction of the storage adapter; the domain only passes it back to it."""
+
+
+class UniqueViolation(Exception):
+    """A write would break a uniqueness rule (one live account per address): raised by the
+    storage adapter, at the statement or, when statements are pipelined, at commit."""
+
+
+class Lookup(enum.Enum):
+    """Why a repository found no row for an owner: decided in SQL, in one place."""
+
+    MISSING = "missing"  # no such row at all
+    FOREIGN = "foreign"  # the row exists but belongs to someone else
+
+
+class Transactions(Protocol):
+    """Where database work runs (see execution.ExecutionPolicy)."""
+
+    def read(self) -> AbstractAsyncContextManager[Tx]: ...
+
+    def write(self) -> AbstractAsyncContextManager[Tx]: ...
+
+    def scan(self) -> AbstractAsyncContextManager[Tx]: ...
+
+    async def probe(self, fn: Callable[..., T], /, *args: Any) -> T: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCredential:
+    """A credential row: its owner, its ciphertext and the host it is bound to (None: sealed
+    before host binding)."""
+
+    id: str
+    tenant_id: str
+    user_id: str
+    ciphertext: str
+    host: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One audit event as stored; changed_fields are proto JSON names."""
+
+    id: str
+    time_us: int
+    tenant_id: str
+    user_id: str
+    account_id: str
+    action: str
+    changed_fields: list[str]
+    outcome: str
+    actor_identity: str = ""
+    actor_subject: str = ""
+
+
+class AccountRepository(Protocol):
+    """Accounts, always scoped to an owner in SQL; the live counters move with the rows."""
+
+    async def get(
+        self, tx: Tx, owner: Owner, account_id: str, *, for_update: bool = False
+    ) -> Account | Lookup: ...
+
+    async def insert(self, tx: Tx, account: Account) -> None: ...
+
+    async def update(
+        self, tx: Tx, owner: Owner, account_id: str, expected_version: int, values: dict[str, Any]
+    ) -> Account | None:
+        """Compare-and-swap; the updated account, or None when the version moved on."""
+        ...
+
+    async def set_deleted(
+        self, tx: Tx, owner: Owner, account_id: str, expected_version: int, *,
+        deleted_at_us: int | None, now_us: int,
+    ) -> Account | None:  # fmt: skip
+        """Soft-deletes (a time) or restores (None), adjusting the owner's live count."""
+        ...
+
+    async def set_test_result(
+        self, tx: Tx, owner: Owner, account_id: str, values: dict[str, Any]
+    ) -> Account | None: ...
+
+    async def page(
+        self, tx: Tx, owner: Owner, flt: AccountFilter, *, restorable_after_us: int,
+        after: tuple[int, str] | None, limit: int,
+    ) -> list[Account]: ...  # fmt: skip
+
+    async def count(
+        self, tx: Tx, owner: Owner, flt: AccountFilter, *, restorable_after_us: int
+    ) -> int: ...
+
+    async def credential_in_use(
+        self, tx: Tx, credential_id: str, *, restorable_after_us: int
+    ) -> bool: ...
+
+    async def credential_host_of(self, tx: Tx, credential_id: str) -> str | None: ...
+
+    async def expired(self, tx: Tx, deleted_before_us: int, limit: int) -> list[tuple[str, str]]:
+        """(id, credential_id) of soft-deleted accounts past retention, any owner."""
+        ...
+
+    async def delete_expired(
+        self, tx: Tx, account_ids: Sequence[str], deleted_before_us: int
+    ) -> None: ...
+
+
+class CredentialRepository(Protocol):
+    """Encrypted credential rows; only ciphertext passes through."""
+
+    async def get(
+        self, tx: Tx, credential_id: str, *, lock: str | None = None
+    ) -> StoredCredential | None: ...
+
+    async def insert(self, tx: Tx, credential: StoredCredential, now_us: int) -> None: ...
+
+    async def set_ciphertext(
+        self, tx: Tx, credential_id: str, ciphertext: str, host: str | None, now_us: int
+    ) -> None: ...
+
+    async def delete(self, tx: Tx, credential_id: str) -> None: ...
+
+    async def page(self, tx: Tx, after_id: str, limit: int) -> list[StoredCredential]: ...
+
+
+class AuditLog(Protocol):
+    """Audit events, written in the change's own transaction."""
+
+    async def record(self, tx: Tx, owner: Owner, event: AuditRecord) -> None: ...
+
+    async def page(
+        self, tx: Tx, owner: Owner, *, account_id: str | None, after: tuple[int, str] | None,
+        limit: int,
+    ) -> list[AuditRecord]: ...  # fmt: skip
+
+
+class IdempotencyKeys(Protocol):
+    """CreateAccount request ids -> the account each created."""
+
+    async def claim(
+        self, tx: Tx, owner: Owner, request_id: str, request_hash: str, account_id: str,
+        now_us: int,
+    ) -> bool: ...  # fmt: skip
+
+    async def find(self, tx: Tx, owner: Owner, request_id: str) -> tuple[str, str] | None: ...
+
+    async def delete_before(self, tx: Tx, before_us: int) -> int: ...
+
+
+@dataclass(frozen=True)
+class Storage:
+    """The storage adapter's repositories, as the domain sees them."""
+
+    accounts: AccountRepository
+    credentials: CredentialRepository
+    audit: AuditLog
+    keys: IdempotencyKeys
+
+
+class SecretBox(Protocol):
+    """Encrypts credentials at rest; `aad` binds a ciphertext to its owner, row and host."""
+
+    def encrypt(self, plaintext: str, *, aad: str) -> str: ...
+
+    def decrypt(self, token: str, *, aad: str) -> str: ...
+
+    def is_current(self, token: str) -> bool: ...
+
+
+Clock = Callable[[], int]
