@@ -32,6 +32,7 @@ from mailaccounts_server.domain.model import (
 )
 from mailaccounts_server.domain.pagination import PageTokenCodec
 from mailaccounts_server.domain.ports import (
+    AccountCreation,
     AuditRecord,
     Lookup,
     Storage,
@@ -161,18 +162,12 @@ class AccountManager:
         owner = caller.owner
         try:
             async with self._tx.write() as tx:
-                if new.request_id:
-                    # Claimed first: a concurrent twin waits here (PostgreSQL) or after us
-                    # (SQLite's one writer) and then replays what this one created.
-                    claimed = await self._keys.claim(
-                        tx, owner, new.request_id, self._hasher.current(new), account_id, now
-                    )
-                    if not claimed:
-                        return await self._replay(tx, owner, new)
+                credential = None
                 if new.password is not None:
                     host: str | None = normalize_host(new.hostname)
                     assert host is not None
-                    credential_id = await self._vault.store(tx, owner, new.password, host, now)
+                    credential = self._vault.seal(owner, new.password, host)
+                    credential_id = credential.id
                 else:
                     assert new.credential_id is not None
                     credential_id = new.credential_id
@@ -201,9 +196,27 @@ class AccountManager:
                     version=1,
                     credential_host=host,
                 )
-                await self._accounts.insert(tx, account)
-                await self._audit.record(tx, caller, account_id, "CREATE", fields.CREATED, now)
-        except UniqueViolation:
+                await self._accounts.create(
+                    tx,
+                    AccountCreation(
+                        account=account,
+                        credential=credential,
+                        audit=self._audit.event(caller, account_id, "CREATE", fields.CREATED, now),
+                        request_id=new.request_id,
+                        request_hash=self._hasher.current(new) if new.request_id else "",
+                        now_us=now,
+                    ),
+                )
+        except UniqueViolation as exc:
+            # A retry, or a twin that committed first (the insert waited for it), breaks the
+            # request id's rule or, with the same address, the address's (which one a
+            # database reports first is its choice): a recorded request id means a replay.
+            if new.request_id:
+                async with self._tx.read() as tx:
+                    if await self._keys.find(tx, owner, new.request_id) is not None:
+                        return await self._replay(tx, owner, new)
+            if exc.rule == "request_id":
+                raise ConflictError("a concurrent request used this requestId; retry") from None
             raise AlreadyExistsError(_DUPLICATE_EMAIL) from None
         _LOG.info(
             "account created tenant=%s user=%s account=%s",

@@ -18,7 +18,16 @@ class AuditTrail:
         self, tx: Tx, caller: Caller, account_id: str, action: str, fields: list[str],
         now_us: int, *, outcome: str = "SUCCESS",
     ) -> None:  # fmt: skip
-        event = AuditRecord(
+        event = self.event(caller, account_id, action, fields, now_us, outcome=outcome)
+        await self._log.record(tx, caller.owner, event)
+
+    @staticmethod
+    def event(
+        caller: Caller, account_id: str, action: str, fields: list[str], now_us: int, *,
+        outcome: str = "SUCCESS",
+    ) -> AuditRecord:  # fmt: skip
+        """The event a change records: what, when, and the authenticated actor."""
+        return AuditRecord(
             id=str(uuid.uuid4()),
             time_us=now_us,
             tenant_id=caller.tenant_id,
@@ -30,4 +39,3 @@ class AuditTrail:
             actor_identity=caller.actor.identity,
             actor_subject=caller.actor.subject,
         )
-        await self._log.record(tx, caller.owner, event)

@@ -18,8 +18,13 @@ Tx = Any
 
 
 class UniqueViolation(Exception):
-    """A write would break a uniqueness rule (one live account per address): raised by the
-    storage adapter, at the statement or, when statements are pipelined, at commit."""
+    """A write would break a uniqueness rule: `rule` is "email" (one live account per address)
+    or "request_id" (a CreateAccount requestId already used). Raised by the storage adapter at
+    the statement or at commit; the transaction is then rolled back."""
+
+    def __init__(self, rule: str) -> None:
+        super().__init__(rule)
+        self.rule = rule
 
 
 class Lookup(enum.Enum):
@@ -69,6 +74,20 @@ class AuditRecord:
     actor_subject: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class AccountCreation:
+    """Everything a CreateAccount writes, so the adapter can write it in as few round trips as
+    it can: the request id claim, a new credential (when a password was given), the account
+    (with its owner's live count) and the audit event."""
+
+    account: Account
+    credential: StoredCredential | None
+    audit: AuditRecord
+    request_id: str | None
+    request_hash: str
+    now_us: int
+
+
 class AccountRepository(Protocol):
     """Accounts, always scoped to an owner in SQL; the live counters move with the rows."""
 
@@ -76,7 +95,10 @@ class AccountRepository(Protocol):
         self, tx: Tx, owner: Owner, account_id: str, *, for_update: bool = False
     ) -> Account | Lookup: ...
 
-    async def insert(self, tx: Tx, account: Account) -> None: ...
+    async def create(self, tx: Tx, creation: AccountCreation) -> None:
+        """Writes a new account and what comes with it; UniqueViolation("request_id") when the
+        request id was claimed before (the caller replays), ("email") for a duplicate."""
+        ...
 
     async def update(
         self, tx: Tx, owner: Owner, account_id: str, expected_version: int, values: dict[str, Any]

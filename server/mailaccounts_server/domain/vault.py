@@ -51,20 +51,24 @@ class CredentialVault:
         self._credentials = credentials
         self._accounts = accounts
 
-    async def store(self, tx: Tx, owner: Owner, password: str, host: str, now_us: int) -> str:
-        """Seals a new password for `host`; returns the new credential's id."""
+    def seal(self, owner: Owner, password: str, host: str) -> StoredCredential:
+        """A new credential holding `password`, sealed for `host` (not stored yet)."""
         assert owner.user_id is not None
         credential_id = str(uuid.uuid4())
         aad = credential_aad(owner.tenant_id, owner.user_id, credential_id, host)
-        sealed = StoredCredential(
+        return StoredCredential(
             id=credential_id,
             tenant_id=owner.tenant_id,
             user_id=owner.user_id,
             ciphertext=self._secrets.encrypt(password, aad=aad),
             host=host,
         )
+
+    async def store(self, tx: Tx, owner: Owner, password: str, host: str, now_us: int) -> str:
+        """Seals a new password for `host` and stores it; returns the credential's id."""
+        sealed = self.seal(owner, password, host)
         await self._credentials.insert(tx, sealed, now_us)
-        return credential_id
+        return sealed.id
 
     async def take_into_use(self, tx: Tx, owner: Owner, credential_id: str) -> str | None:
         """Checks that `credential_id` is the owner's (locking it against deletion until the

@@ -29,8 +29,9 @@ from mailaccounts_server.domain.model import (
     ConnectionTestSummary,
     Owner,
 )
-from mailaccounts_server.domain.ports import Lookup, UniqueViolation
+from mailaccounts_server.domain.ports import AccountCreation, Lookup, UniqueViolation
 from mailaccounts_server.storage import counts
+from mailaccounts_server.storage.creation import create_account
 from mailaccounts_server.storage.models import AccountRow
 from mailaccounts_server.storage.sql import Row, Statement, StatementCache, Tx
 
@@ -257,14 +258,9 @@ class SqlAccounts:
         exists = await tx.first(_EXISTS, {"account_id": account_id})
         return Lookup.FOREIGN if exists is not None else Lookup.MISSING
 
-    async def insert(self, tx: Tx, account: Account) -> None:
-        """A new account (and +1 on its owner's count); UniqueViolation when the owner has a
-        live account for the address."""
-        try:
-            await tx.execute(_INSERT, to_values(account))
-        except tx.integrity_error as exc:
-            raise UniqueViolation("email") from exc
-        await counts.add_live(tx, Owner(account.tenant_id, account.user_id), +1)
+    async def create(self, tx: Tx, creation: AccountCreation) -> None:
+        """A new account with its claim, credential, count and audit row (see creation.py)."""
+        await create_account(tx, creation, to_values(creation.account))
 
     async def insert_many(self, tx: Tx, owner: Owner, accounts: Sequence[Account]) -> None:
         """Bulk insert of one owner's new accounts (imports, benchmark seeding)."""

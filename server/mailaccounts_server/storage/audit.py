@@ -16,26 +16,28 @@ _INSERT = Statement(insert(_T))
 _pages = StatementCache()
 
 
+def audit_values(owner: Owner, event: AuditRecord) -> dict[str, Any]:
+    """The columns of an audit row."""
+    return {
+        "id": event.id,
+        "tenant_id": owner.tenant_id,
+        "user_id": owner.user_id,
+        "account_id": event.account_id,
+        "action": event.action,
+        "changed_fields": ",".join(event.changed_fields),
+        "outcome": event.outcome,
+        "time": event.time_us,
+        "actor_identity": event.actor_identity,
+        "actor_subject": event.actor_subject,
+    }
+
+
 class SqlAuditLog:
     """AuditLog over SQLAlchemy-compiled statements."""
 
     async def record(self, tx: Tx, owner: Owner, event: AuditRecord) -> None:
         """Adds an audit record to the current transaction."""
-        await tx.execute(
-            _INSERT,
-            {
-                "id": event.id,
-                "tenant_id": owner.tenant_id,
-                "user_id": owner.user_id,
-                "account_id": event.account_id,
-                "action": event.action,
-                "changed_fields": ",".join(event.changed_fields),
-                "outcome": event.outcome,
-                "time": event.time_us,
-                "actor_identity": event.actor_identity,
-                "actor_subject": event.actor_subject,
-            },
-        )
+        await tx.execute(_INSERT, audit_values(owner, event))
 
     async def page(
         self, tx: Tx, owner: Owner, *, account_id: str | None, after: tuple[int, str] | None,

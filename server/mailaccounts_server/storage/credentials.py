@@ -44,6 +44,19 @@ def _credential(row: Row) -> StoredCredential:
     )  # fmt: skip
 
 
+def credential_values(credential: StoredCredential, now_us: int) -> dict[str, Any]:
+    """The columns of a new credential row."""
+    return {
+        "id": credential.id,
+        "tenant_id": credential.tenant_id,
+        "user_id": credential.user_id,
+        "ciphertext": credential.ciphertext,
+        "host": credential.host,
+        "created_at": now_us,
+        "updated_at": now_us,
+    }
+
+
 class SqlCredentials:
     """CredentialRepository over SQLAlchemy-compiled statements."""
 
@@ -57,16 +70,7 @@ class SqlCredentials:
         return _credential(row) if row is not None else None
 
     async def insert(self, tx: Tx, credential: StoredCredential, now_us: int) -> None:
-        values: dict[str, Any] = {
-            "id": credential.id,
-            "tenant_id": credential.tenant_id,
-            "user_id": credential.user_id,
-            "ciphertext": credential.ciphertext,
-            "host": credential.host,
-            "created_at": now_us,
-            "updated_at": now_us,
-        }
-        await tx.execute(_INSERT, values)
+        await tx.execute(_INSERT, credential_values(credential, now_us))
 
     async def set_ciphertext(
         self, tx: Tx, credential_id: str, ciphertext: str, host: str | None, now_us: int

@@ -32,6 +32,20 @@ _CLAIM = Statement(_claim)
 _DELETE_OLD = Statement(delete(_T).where(_T.c.created_at < bindparam("before")))
 
 
+def key_values(
+    owner: Owner, request_id: str, request_hash: str, account_id: str, now_us: int
+) -> dict[str, Any]:
+    """The columns of an idempotency key row."""
+    return {
+        "tenant_id": owner.tenant_id,
+        "user_id": owner.user_id,
+        "request_id": request_id,
+        "request_hash": request_hash,
+        "account_id": account_id,
+        "created_at": now_us,
+    }
+
+
 class SqlIdempotencyKeys:
     """IdempotencyKeys over SQLAlchemy-compiled statements."""
 
@@ -48,14 +62,7 @@ class SqlIdempotencyKeys:
     ) -> bool:  # fmt: skip
         """Records the key; False when another request claimed it first (on PostgreSQL this
         waits for that request's transaction to end)."""
-        values = {
-            "tenant_id": owner.tenant_id,
-            "user_id": owner.user_id,
-            "request_id": request_id,
-            "request_hash": request_hash,
-            "account_id": account_id,
-            "created_at": now_us,
-        }
+        values = key_values(owner, request_id, request_hash, account_id, now_us)
         return await tx.count(_CLAIM, values) == 1
 
     async def delete_before(self, tx: Tx, before_us: int) -> int:

@@ -2,8 +2,8 @@
 
 SQLAlchemy builds and compiles every query (so the SQL is portable between SQLite and
 PostgreSQL and checked against the models), but only once per dialect: per-call statement
-construction, cache-key generation and ORM session bookkeeping cost about 25 times the query
-itself on a primary-key read, and the service's hot paths are exactly such reads.
+construction, cache-key generation and ORM session bookkeeping cost many times the query itself
+on a primary-key read (README, Performance), and the hot paths are exactly such reads.
 """
 
 from __future__ import annotations
@@ -76,6 +76,11 @@ class StatementCache:
 class Tx(Protocol):
     """One connection inside one transaction (or, for reads on PostgreSQL, one autocommit
     connection): the only way data functions reach the database. They never commit."""
+
+    @property
+    def dialect(self) -> Dialect:
+        """The SQLAlchemy dialect statements are compiled for."""
+        ...
 
     @property
     def integrity_error(self) -> type[Exception]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import operator
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -53,23 +55,24 @@ def _error_code_by_name(name: str | None) -> pb.ConnectionErrorCode.ValueType:
     return _ERROR_CODES[ErrorCode[name]]
 
 
+# Scalar fields named alike in the domain Account and the proto Account are copied as they are,
+# so a new one needs no line here; enums, times and the derived fields are converted below.
+_PB_ACCOUNT = pb.Account.DESCRIPTOR.fields_by_name
+_COPIED = tuple(
+    f.name
+    for f in dataclasses.fields(Account)
+    if f.name in _PB_ACCOUNT
+    and _PB_ACCOUNT[f.name].message_type is None
+    and _PB_ACCOUNT[f.name].enum_type is None
+)
+_read_copied = operator.attrgetter(*_COPIED)
+
+
 def account_to_pb(a: Account) -> pb.Account:
     msg = pb.Account(
-        id=a.id,
-        tenant_id=a.tenant_id,
-        user_id=a.user_id,
-        account_name=a.account_name,
-        email_address=a.email_address,
+        **dict(zip(_COPIED, _read_copied(a), strict=True)),
         protocol=PROTOCOL_TO_PB[a.protocol],
-        hostname=a.hostname,
-        port=a.port,
         encryption=ENCRYPTION_TO_PB[a.encryption],
-        username=a.username,
-        credential_id=a.credential_id,
-        is_sync_enabled=a.is_sync_enabled,
-        sync_interval=a.sync_interval,
-        is_syncing=a.is_syncing,
-        is_enabled=a.is_enabled,
         etag=a.etag,
         password_required=a.password_required,
     )

@@ -119,8 +119,9 @@ def guard(servicer: Any, service: ServiceDescriptor, authenticator: Authenticato
     """The servicer with every RPC of `service` wrapped: caller authenticated, errors mapped.
 
     Applied once when the server is built, rather than as a grpc.aio ServerInterceptor: the
-    interceptor chain runs for every call and cost about 10% of a GetAccount's server CPU. Only
-    this service is wrapped, so health and reflection need no caller identity.
+    interceptor chain runs for every call and cost a measurable share of a GetAccount's server
+    CPU (README, Performance). Only this service is wrapped, so health and reflection need no
+    caller identity.
     """
     methods = {
         m.name: _wrap(getattr(servicer, m.name), f"/{service.full_name}/{m.name}", authenticator)
