@@ -95,14 +95,19 @@ exec(_reader_source(), _namespace)  # noqa: S102 - source built above from the d
 to_account: typing.Callable[[Row], Account] = _namespace["read"]
 
 
+_WRITTEN = tuple(
+    (f.name, _column_of(f.name), _HINTS[f.name] in _ENUMS)
+    for f in dataclasses.fields(Account)
+    if f.name not in _DERIVED
+)
+
+
 def to_values(account: Account) -> dict[str, Any]:
     """The columns of a new row."""
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(Account):
-        if f.name in _DERIVED:
-            continue
-        value = getattr(account, f.name)
-        values[_column_of(f.name)] = value.value if _HINTS[f.name] in _ENUMS else value
+    for name, column, is_enum in _WRITTEN:
+        value = getattr(account, name)
+        values[column] = value.value if is_enum else value
     values.update(normalized(values))
     values.update(last_test_at=None, last_test_success=None, last_test_error=None,
                   last_test_message=None)  # fmt: skip

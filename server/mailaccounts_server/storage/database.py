@@ -272,6 +272,15 @@ class _PostgresTx:
         return await self._conn.fetchval(compiled.sql, *compiled.args(params))
 
 
+class _Connection(asyncpg.Connection):  # type: ignore[misc]
+    """Returned to the pool without asyncpg's reset query (advisory unlock, CLOSE ALL, UNLISTEN,
+    RESET ALL: a round trip on every release). The service sets no session state, takes no
+    session advisory locks and listens to nothing; an open transaction is still ended."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 class PostgresDatabase:
     """PostgreSQL through asyncpg's pool: the event loop waits on the network, no thread hops.
     Reads are single autocommit statements (under READ COMMITTED a transaction would not give
@@ -289,7 +298,7 @@ class PostgresDatabase:
 
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(
-            self._dsn, min_size=1, max_size=self._max, timeout=30
+            self._dsn, min_size=1, max_size=self._max, timeout=30, connection_class=_Connection
         )
 
     @asynccontextmanager
