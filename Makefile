@@ -7,7 +7,7 @@ PROTO := protos/mailaccounts/v1/account_service.proto
 GEN_DIR := clients/python
 GEN := $(GEN_DIR)/mailaccounts/v1/account_service_pb2.py
 
-.PHONY: run test setup system-deps proto check-proto proto-lint lint bench bench-postgres migrate clean
+.PHONY: run test soak setup system-deps proto check-proto proto-lint lint bench bench-postgres migrate clean
 BUF := tools/buf/node_modules/.bin/buf
 
 # Virtualenv with the project (editable) and its dev tools; redone when pyproject changes.
@@ -58,6 +58,12 @@ run: $(STAMP)
 test: $(STAMP) system-deps
 	$(MAKE) --no-print-directory check-proto proto-lint lint
 	$(PY) -m pytest
+
+# The property and fuzz tests for much longer than in `make test` (MAILACCOUNTS_SOAK=1: far
+# more examples and steps, no per-test timeout); SOAK_ARGS passes pytest options, e.g. "-x".
+SOAK_TESTS := tests/test_model_isolation.py tests/test_fuzz_requests.py
+soak: $(STAMP) system-deps
+	MAILACCOUNTS_SOAK=1 $(PY) -m pytest $(SOAK_TESTS) --timeout=0 $(SOAK_ARGS)
 
 # `make bench BENCH_ARGS="--database postgres --security plaintext,mtls+jwt"`; see --help.
 bench: $(STAMP) system-deps

@@ -16,7 +16,7 @@ import uuid
 from mailaccounts_server.domain.enums import Encryption, Protocol
 from mailaccounts_server.domain.model import Account, Owner
 from mailaccounts_server.domain.ports import StoredCredential
-from mailaccounts_server.storage import SqlAccounts, open_database
+from mailaccounts_server.storage import Limits, SqlAccounts, open_database
 from mailaccounts_server.storage.credentials import SqlCredentials
 
 from bench.workloads import Identity
@@ -33,7 +33,7 @@ def seed_accounts(database_url: str, who: Identity, count: int) -> float:
 
 
 async def _seed(database_url: str, who: Identity, count: int) -> None:
-    db = await open_database(database_url, pool_size=1)
+    db = await open_database(database_url, limits=Limits(pool_size=1))
     accounts = SqlAccounts()
     try:
         now_us = time.time_ns() // 1000

@@ -44,6 +44,16 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         credential_keys=TEST_KEY,
         key_file=tmp_path / "unused.key",
         db_pool_size=5,
+        # Dovecot and the scripted mail servers of the tests listen on random high ports; the
+        # port policy itself is tested with its defaults (tests/test_mail_hostile_ports.py and
+        # test_connection_rpc_errors.py).
+        allow_ports=("1024-65535",),
+        # Load, concurrency and fuzz tests hammer one tenant far beyond a normal one: the rate
+        # limits are tested with their own settings (test_rate_limits.py), off elsewhere.
+        rate_reads_per_second=0,
+        rate_writes_per_second=0,
+        rate_tests_per_second=0,
+        rate_failed_password_overrides_per_hour=0,
     )
 
 

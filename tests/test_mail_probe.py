@@ -27,6 +27,7 @@ from mailaccounts_server.mail import (
 )
 from mailaccounts_server.mail.deadline import Deadline
 from mailaccounts_server.mail.folders import display_name, folder_kind, is_selectable, make_folder
+from mailaccounts_server.mail.lookup import LookupPool
 from mailaccounts_server.mail.prober import classify
 from mailaccounts_server.mail.resolve import is_blocked, parse_networks, resolve_target
 from support.dovecot import (
@@ -52,6 +53,8 @@ _PORTS = {
     (Protocol.POP3, Encryption.NONE): "pop3",
 }
 ALL_MODES = list(_PORTS)
+# For resolve_target called directly (a prober owns its own pool).
+_LOOKUPS = LookupPool()
 
 
 def _target(
@@ -91,9 +94,14 @@ def _static_resolver(address: str) -> Callable[..., list[tuple[Any, ...]]]:
     return resolve
 
 
+def _ports(dovecot: DovecotServer) -> list[int]:
+    """Dovecot's ports: random free ones, which the port policy only permits when listed."""
+    return list(dovecot.ports.values())
+
+
 @pytest.fixture
 def prober(dovecot: DovecotServer) -> MailProber:
-    return MailProber(ca_file=dovecot.ca_file, allow_networks=LOOPBACK)
+    return MailProber(ca_file=dovecot.ca_file, allow_networks=LOOPBACK, allow_ports=_ports(dovecot))
 
 
 # --- successful probes ---------------------------------------------------------------------
@@ -209,7 +217,7 @@ def test_slow_dns_counts_against_the_one_deadline(blackhole_port: int) -> None:
         time.sleep(1.2)
         return _static_resolver("127.0.0.1")(host, port)
 
-    prober = MailProber(allow_networks=LOOPBACK, resolver=slow)
+    prober = MailProber(allow_networks=LOOPBACK, allow_ports=[blackhole_port], resolver=slow)
     target = ProbeTarget("mail.test", blackhole_port, Protocol.IMAP, Encryption.NONE, "u", "p", 2)
     started = time.monotonic()
     result = _probe(prober, target)
@@ -237,8 +245,9 @@ def test_hung_dns_times_out() -> None:
 
 @pytest.mark.parametrize("protocol", [Protocol.IMAP, Protocol.POP3])
 def test_closed_port_is_connection_refused(
-    dovecot: DovecotServer, prober: MailProber, closed_port: int, protocol: Protocol
+    dovecot: DovecotServer, closed_port: int, protocol: Protocol
 ) -> None:
+    prober = MailProber(ca_file=dovecot.ca_file, allow_networks=LOOPBACK, allow_ports=[closed_port])
     target = _target(dovecot, protocol, Encryption.TLS, host="127.0.0.1", port=closed_port)
     result = _probe(prober, target)
     assert result.error_code is ErrorCode.CONNECTION_REFUSED
@@ -255,7 +264,7 @@ def test_closed_port_is_connection_refused(
 def test_silent_server_times_out_at_the_limit(
     blackhole_port: int, protocol: Protocol, encryption: Encryption, step: str
 ) -> None:
-    prober = MailProber(allow_networks=LOOPBACK)
+    prober = MailProber(allow_networks=LOOPBACK, allow_ports=[blackhole_port])
     target = ProbeTarget("127.0.0.1", blackhole_port, protocol, encryption, "u", "secret-pw", 2)
     started = time.monotonic()
     result = _probe(prober, target)
@@ -277,7 +286,9 @@ def test_silent_server_times_out_at_the_limit(
 def test_certificate_from_other_ca_is_tls_failure(
     dovecot: DovecotServer, protocol: Protocol, encryption: Encryption
 ) -> None:
-    prober = MailProber(ca_file=dovecot.other_ca_file, allow_networks=LOOPBACK)
+    prober = MailProber(
+        ca_file=dovecot.other_ca_file, allow_networks=LOOPBACK, allow_ports=_ports(dovecot)
+    )
     result = _probe(prober, _target(dovecot, protocol, encryption))
     assert result.error_code is ErrorCode.TLS_FAILURE
     assert result.message.startswith("TLS certificate verification failed: ")
@@ -297,7 +308,10 @@ def test_implicit_tls_on_plain_port_is_tls_failure(
 def test_certificate_is_checked_against_host_name_not_address(dovecot: DovecotServer) -> None:
     # mail.example.test resolves to 127.0.0.1, but the certificate only names localhost/127.0.0.1.
     prober = MailProber(
-        ca_file=dovecot.ca_file, allow_networks=LOOPBACK, resolver=_static_resolver("127.0.0.1")
+        ca_file=dovecot.ca_file,
+        allow_networks=LOOPBACK,
+        allow_ports=_ports(dovecot),
+        resolver=_static_resolver("127.0.0.1"),
     )
     result = _probe(
         prober, _target(dovecot, Protocol.IMAP, Encryption.TLS, host="mail.example.test")
@@ -309,14 +323,19 @@ def test_certificate_is_checked_against_host_name_not_address(dovecot: DovecotSe
 
 
 def test_verify_tls_false_accepts_unknown_ca(dovecot: DovecotServer) -> None:
-    prober = MailProber(ca_file=dovecot.other_ca_file, verify_tls=False, allow_networks=LOOPBACK)
+    prober = MailProber(
+        ca_file=dovecot.other_ca_file,
+        verify_tls=False,
+        allow_networks=LOOPBACK,
+        allow_ports=_ports(dovecot),
+    )
     result = _probe(prober, _target(dovecot, Protocol.IMAP, Encryption.STARTTLS))
     assert result.success, result.message
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 def test_loopback_blocked_without_allow_list(dovecot: DovecotServer, host: str) -> None:
-    prober = MailProber(ca_file=dovecot.ca_file)
+    prober = MailProber(ca_file=dovecot.ca_file, allow_ports=_ports(dovecot))
     result = _probe(prober, _target(dovecot, Protocol.IMAP, Encryption.TLS, host=host))
     assert result.error_code is ErrorCode.ADDRESS_BLOCKED
     assert "internal address" in result.message
@@ -505,7 +524,7 @@ def test_missing_starttls_refuses_to_log_in(
     protocol: Protocol, script: Callable[[_Recorder], None]
 ) -> None:
     with _fake_server(script) as (port, received):
-        prober = MailProber(allow_networks=LOOPBACK)
+        prober = MailProber(allow_networks=LOOPBACK, allow_ports=[port])
         target = ProbeTarget("127.0.0.1", port, protocol, Encryption.STARTTLS, "u", "pw-999", 5)
         result = _probe(prober, target)
     assert result.error_code is ErrorCode.TLS_FAILURE
@@ -519,7 +538,7 @@ def test_non_mail_server_is_protocol_error() -> None:
         conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
 
     with _fake_server(http) as (port, _received):
-        prober = MailProber(allow_networks=LOOPBACK)
+        prober = MailProber(allow_networks=LOOPBACK, allow_ports=[port])
         target = ProbeTarget("127.0.0.1", port, Protocol.POP3, Encryption.NONE, "u", "p", 5)
         result = _probe(prober, target)
     assert result.error_code is ErrorCode.PROTOCOL_ERROR
@@ -537,7 +556,7 @@ def test_slow_drip_server_cannot_stretch_the_deadline(protocol: Protocol) -> Non
             conn.sendall(b".")
 
     with _fake_server(drip) as (port, _received):
-        prober = MailProber(allow_networks=LOOPBACK)
+        prober = MailProber(allow_networks=LOOPBACK, allow_ports=[port])
         target = ProbeTarget("127.0.0.1", port, protocol, Encryption.NONE, "u", "p", 1.5)
         started = time.monotonic()
         result = _probe(prober, target)
@@ -557,7 +576,7 @@ def test_slow_drip_tls_handshake_cannot_stretch_the_deadline() -> None:
             conn.sendall(b"\x02")
 
     with _fake_server(drip) as (port, _received):
-        prober = MailProber(allow_networks=LOOPBACK)
+        prober = MailProber(allow_networks=LOOPBACK, allow_ports=[port])
         target = ProbeTarget("127.0.0.1", port, Protocol.IMAP, Encryption.TLS, "u", "p", 1.5)
         started = time.monotonic()
         result = _probe(prober, target)
@@ -594,7 +613,7 @@ def _pop3_script(
 
 def _pop3_probe(script: Callable[[_Recorder], None], password: str = "pw-1") -> ProbeResult:
     with _fake_server(script) as (port, _received):
-        prober = MailProber(allow_networks=LOOPBACK)
+        prober = MailProber(allow_networks=LOOPBACK, allow_ports=[port])
         target = ProbeTarget("127.0.0.1", port, Protocol.POP3, Encryption.NONE, "u", password, 5)
         return _probe(prober, target)
 
@@ -653,7 +672,7 @@ def test_hostile_imap_text_is_sanitised() -> None:
                 return
 
     with _fake_server(script) as (port, _received):
-        prober = MailProber(allow_networks=LOOPBACK)
+        prober = MailProber(allow_networks=LOOPBACK, allow_ports=[port])
         target = ProbeTarget("127.0.0.1", port, Protocol.IMAP, Encryption.NONE, "u", "pw-1", 5)
         result = _probe(prober, target)
     assert result.error_code is ErrorCode.AUTH_FAILURE
@@ -679,7 +698,7 @@ def test_non_ascii_credentials_use_authenticate_plain_in_utf8() -> None:
                 return
 
     with _fake_server(script) as (port, received):
-        prober = MailProber(allow_networks=LOOPBACK)
+        prober = MailProber(allow_networks=LOOPBACK, allow_ports=[port])
         target = ProbeTarget(
             "127.0.0.1", port, Protocol.IMAP, Encryption.NONE, "jürgen", CAROL_PASSWORD, 5
         )
@@ -695,7 +714,7 @@ def test_non_ascii_credentials_use_authenticate_plain_in_utf8() -> None:
 def test_credentials_with_line_breaks_are_never_sent(protocol: Protocol, password: str) -> None:
     script = _imap_without_starttls if protocol is Protocol.IMAP else _pop3_script(b"+OK\r\n")
     with _fake_server(script) as (port, received):
-        prober = MailProber(allow_networks=LOOPBACK)
+        prober = MailProber(allow_networks=LOOPBACK, allow_ports=[port])
         target = ProbeTarget("127.0.0.1", port, protocol, Encryption.NONE, "u", password, 5)
         result = _probe(prober, target)
     assert result.error_code is ErrorCode.AUTH_FAILURE
@@ -741,8 +760,8 @@ def _run_in_thread(prober: MailProber, target: ProbeTarget) -> tuple[threading.T
     ],
 )
 def test_abort_all_cuts_probes_in_progress(protocol: Protocol, encryption: Encryption) -> None:
-    prober = MailProber(allow_networks=LOOPBACK)
     with _silent_server() as (port, accepted):
+        prober = MailProber(allow_networks=LOOPBACK, allow_ports=[port])
         target = ProbeTarget("127.0.0.1", port, protocol, encryption, "u", "pw-1", 30)
         thread, box = _run_in_thread(prober, target)
         assert accepted.wait(5)
@@ -764,7 +783,7 @@ def test_abort_all_cuts_probes_in_progress(protocol: Protocol, encryption: Encry
 
 
 def test_abort_all_cuts_a_probe_in_blackhole(blackhole_port: int) -> None:
-    prober = MailProber(allow_networks=LOOPBACK)
+    prober = MailProber(allow_networks=LOOPBACK, allow_ports=[blackhole_port])
     target = ProbeTarget("127.0.0.1", blackhole_port, Protocol.IMAP, Encryption.TLS, "u", "p", 30)
     thread, box = _run_in_thread(prober, target)
     time.sleep(0.5)  # the kernel completes the connect at once; the probe waits for TLS
@@ -817,7 +836,7 @@ def test_abort_all_cuts_a_pending_connect() -> None:
             pass
         finally:
             probe.close()
-        prober = MailProber(allow_networks=LOOPBACK)
+        prober = MailProber(allow_networks=LOOPBACK, allow_ports=[port])
         target = ProbeTarget("127.0.0.1", port, Protocol.POP3, Encryption.TLS, "u", "p", 30)
         thread, box = _run_in_thread(prober, target)
         time.sleep(0.3)
@@ -862,28 +881,28 @@ def test_abort_all_cuts_a_pending_connect() -> None:
 )
 def test_resolve_refuses_internal_addresses(host: str) -> None:
     with pytest.raises(ProbeError) as info:
-        resolve_target(host, 993, allow_networks=[], deadline=Deadline(5))
+        resolve_target(host, 993, allow_networks=[], deadline=Deadline(5), pool=_LOOKUPS)
     assert info.value.code is ErrorCode.ADDRESS_BLOCKED
 
 
 @pytest.mark.parametrize("host", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"])
 def test_resolve_accepts_public_addresses(host: str) -> None:
-    assert resolve_target(host, 993, allow_networks=[], deadline=Deadline(5)) == host
+    assert resolve_target(host, 993, allow_networks=[], deadline=Deadline(5), pool=_LOOKUPS) == host
 
 
 def test_allow_list_permits_only_its_networks() -> None:
     allow = parse_networks(["127.0.0.0/8", "fd00::/8"])
-    assert resolve_target("127.0.0.1", 143, allow_networks=allow, deadline=Deadline(5)) == (
-        "127.0.0.1"
-    )
-    assert resolve_target("localhost", 143, allow_networks=allow, deadline=Deadline(5)) == (
-        "127.0.0.1"
-    )
+    assert resolve_target(
+        "127.0.0.1", 143, allow_networks=allow, deadline=Deadline(5), pool=_LOOKUPS
+    ) == ("127.0.0.1")
+    assert resolve_target(
+        "localhost", 143, allow_networks=allow, deadline=Deadline(5), pool=_LOOKUPS
+    ) == ("127.0.0.1")
     assert not is_blocked(parse_networks(["::ffff:127.0.0.1/128"])[0][0], allow)
     assert not is_blocked(parse_networks(["fd00::5/128"])[0][0], allow)
     for host in ("10.1.2.3", "::1", "169.254.1.1"):
         with pytest.raises(ProbeError) as info:
-            resolve_target(host, 143, allow_networks=allow, deadline=Deadline(5))
+            resolve_target(host, 143, allow_networks=allow, deadline=Deadline(5), pool=_LOOKUPS)
         assert info.value.code is ErrorCode.ADDRESS_BLOCKED
 
 
@@ -892,13 +911,15 @@ def test_resolve_picks_first_allowed_address() -> None:
         inet = (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
         return [(*inet, ("10.0.0.7", port)), (*inet, ("93.184.216.34", port))]
 
-    chosen = resolve_target("x.test", 993, allow_networks=[], deadline=Deadline(5), resolver=mixed)
+    chosen = resolve_target(
+        "x.test", 993, allow_networks=[], deadline=Deadline(5), pool=_LOOKUPS, resolver=mixed
+    )
     assert chosen == "93.184.216.34"
 
 
 def test_resolve_rejects_bad_port() -> None:
     with pytest.raises(ProbeError):
-        resolve_target("93.184.216.34", 0, allow_networks=[], deadline=Deadline(5))
+        resolve_target("93.184.216.34", 0, allow_networks=[], deadline=Deadline(5), pool=_LOOKUPS)
 
 
 # --- folder mapping (pure) -----------------------------------------------------------------

@@ -85,12 +85,17 @@ def test_sigterm_lets_in_flight_calls_finish_then_exits_0(sqlite_url: str, tmp_p
 
 
 def test_server_creates_a_0600_key_file_when_none_is_configured(tmp_path: Path) -> None:
-    server = ServerProcess(f"sqlite:///{tmp_path / 'k.db'}", tmp_path, env={})
+    # Beside the database, not in the working directory: the key goes where the data goes.
+    data, workdir = tmp_path / "data", tmp_path / "run"
+    data.mkdir()
+    workdir.mkdir()
+    server = ServerProcess(f"sqlite:///{data / 'k.db'}", workdir, env={})
     try:
-        key_file = tmp_path / "mailaccounts.key"
+        key_file = data / "mailaccounts.key"
         assert key_file.exists()
         assert key_file.stat().st_mode & 0o777 == 0o600
-        assert str(key_file.name) in server.log()
+        assert str(key_file) in server.log()
+        assert not (workdir / "mailaccounts.key").exists()
     finally:
         assert server.stop() == 0
 
@@ -262,7 +267,13 @@ def test_sigterm_does_not_wait_for_hanging_connection_tests(tmp_path: Path) -> N
     listener.listen(16)  # accepts, never answers
     env = {**ENV, "MAILACCOUNTS_GRACE_SECONDS": "1"}
     server = ServerProcess(
-        f"sqlite:///{tmp_path / 'hang.db'}", tmp_path, "--allow-network", "127.0.0.0/8", env=env
+        f"sqlite:///{tmp_path / 'hang.db'}",
+        tmp_path,
+        "--allow-network",
+        "127.0.0.0/8",
+        "--allow-port",
+        "1024-65535",
+        env=env,
     )
     try:
         caller = new_caller()

@@ -54,7 +54,7 @@ def test_environment_variables_set_their_settings(monkeypatch: pytest.MonkeyPatc
     assert settings.auth == "mtls"
     assert settings.reflection is False
     assert settings.credential_keys == "k1,k2"
-    assert settings.key_file == Path("mailaccounts.key")
+    assert settings.key_file is None  # beside the SQLite database (see test_key_file.py)
     assert "k1,k2" not in repr(settings)
 
 

@@ -18,6 +18,7 @@ from mailaccounts_server.config import (
 )
 from mailaccounts_server.credentials import ConfigurationError, generate_key
 from mailaccounts_server.devcerts import DEFAULT_CLIENT_IDENTITY, write_dev_certs
+from mailaccounts_server.logs import configure_logging
 
 _LOG = logging.getLogger("mailaccounts_server")
 
@@ -50,11 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings.log_level, settings.log_format)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         _LOG.error("configuration error: %s", exc)
         return 2
+    except app.DatabaseUnreachableError as exc:
+        _LOG.error("%s", exc)
+        return 3
     return 0
 
 

@@ -22,6 +22,7 @@ _ENV_NAMES = {"policy_file": f"{ENV_PREFIX}POLICY"}
 _FLAGS = {
     "policy_file": "--policy",
     "allow_networks": "--allow-network",
+    "allow_ports": "--allow-port",
     "migrate_on_start": "--no-migrate",
 }
 # A secret on the command line is visible to every local user in `ps`.
@@ -52,17 +53,30 @@ class Settings(BaseSettings):
     listen: str = "localhost:50051"
     database_url: str = DEFAULT_DATABASE_URL
     log_level: str = "INFO"
+    # "text" (human lines) or "json" (one object per line, with the call's request id).
+    log_format: str = "text"
     # Production refuses to start without configured credential keys (no key file fallback).
     production: bool = False
     # Environment only (no flag): a secret on a command line is visible to everyone in `ps`.
     credential_keys: str | None = Field(default=None, repr=False)
-    key_file: Path = Path("mailaccounts.key")
+    # None: mailaccounts.key beside the SQLite database file (not in the working directory,
+    # which changes between starts); with PostgreSQL, the working directory's, with a warning.
+    key_file: Path | None = None
     retention_days: _Seconds = 30.0
     # How often `serve` purges accounts past retention; 0 turns the background purge off.
     purge_interval_seconds: _Seconds = 3600.0
     migrate_on_start: bool = True
     # Database connections per process (PostgreSQL's asyncio pool; idle SQLite ones kept).
     db_pool_size: int = Field(default=10, ge=1)
+    # A hung or unreachable database must not hold calls: connecting and each statement wait
+    # at most this long (and never past the call's deadline).
+    db_connect_timeout_seconds: float = Field(default=5.0, gt=0, allow_inf_nan=False)
+    db_statement_timeout_seconds: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    # Start-up with the database down: retry with backoff this long, then exit non-zero.
+    db_startup_timeout_seconds: _Seconds = 30.0
+    # Health NOT_SERVING after the database has been unreachable this long; 0 (default) never:
+    # a database outage would otherwise empty every replica's endpoints at once.
+    db_unhealthy_after_seconds: _Seconds = 0.0
     grace_seconds: _Seconds = 10.0
     # After SIGTERM: seconds of NOT_SERVING health while still serving, so load balancers
     # stop sending calls before the listener closes. Set it to the health-check period.
@@ -72,6 +86,22 @@ class Settings(BaseSettings):
     tls_verify: bool = True
     # NoDecode: the variable is a comma-separated list, not the JSON pydantic-settings expects.
     allow_networks: Annotated[tuple[str, ...], NoDecode] = ()
+    # Ports TestConnection may reach besides the mail ports: "2525" or a range "10000-10100".
+    allow_ports: Annotated[tuple[str, ...], NoDecode] = ()
+    # Requests larger than this are refused before they are decoded (no field may exceed 1,024
+    # characters, so 64 KiB is generous); calls in progress beyond the cap wait no queue:
+    # RESOURCE_EXHAUSTED.
+    max_request_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_concurrent_rpcs: int = Field(default=1000, ge=1)
+    # Per-tenant token buckets by class of call, and a per-account guard on failed password
+    # overrides in TestConnection; per replica (size them for N replicas: README). 0 = off.
+    rate_reads_per_second: _Seconds = 500.0
+    rate_reads_burst: int = Field(default=1000, ge=1)
+    rate_writes_per_second: _Seconds = 100.0
+    rate_writes_burst: int = Field(default=300, ge=1)
+    rate_tests_per_second: _Seconds = 5.0
+    rate_tests_burst: int = Field(default=50, ge=1)
+    rate_failed_password_overrides_per_hour: int = Field(default=10, ge=0)
     max_tests_per_tenant: int = Field(default=10, ge=1)
     max_tests_total: int = Field(default=200, ge=1)
     # `serve --workers N` runs N server processes on one port (SO_REUSEPORT); a process started
@@ -116,6 +146,13 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return value
 
+    @field_validator("log_format")
+    @classmethod
+    def _known_log_format(cls, value: str) -> str:
+        if value not in ("text", "json"):
+            raise ValueError("must be text or json")
+        return value
+
     @field_validator("auth", mode="before")
     @classmethod
     def _lower_auth(cls, value: Any) -> Any:
@@ -128,7 +165,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of {', '.join(AUTH_MODES)}")
         return value
 
-    @field_validator("allow_networks", mode="before")
+    @field_validator("allow_networks", "allow_ports", mode="before")
     @classmethod
     def _split_networks(cls, value: Any) -> Any:
         # The environment gives "a,b"; repeated --allow-network flags give a list.
@@ -137,6 +174,26 @@ class Settings(BaseSettings):
             stripped = (i.strip() if isinstance(i, str) else i for i in items)
             return tuple(i for i in stripped if i != "")
         return items
+
+    @field_validator("allow_ports")
+    @classmethod
+    def _port_ranges(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            low, _, high = item.partition("-")
+            if not (low.isdigit() and (not high or high.isdigit())):
+                raise ValueError(f"{item!r} is not a port or a range such as 10000-10100")
+            if not 1 <= int(low) <= int(high or low) <= 65535:
+                raise ValueError(f"{item!r} is not within 1-65535")
+        return value
+
+    @property
+    def allowed_ports(self) -> tuple[int, ...]:
+        """The extra ports as numbers, ranges expanded."""
+        ports: set[int] = set()
+        for item in self.allow_ports:
+            low, _, high = item.partition("-")
+            ports.update(range(int(low), int(high or low) + 1))
+        return tuple(sorted(ports))
 
     @property
     def retention_us(self) -> int:
@@ -168,7 +225,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags every subcommand understands (they all need the database and keys)."""
     parser.add_argument("--database-url", help=f"SQLAlchemy URL [{DEFAULT_DATABASE_URL}]")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR [INFO]")
-    parser.add_argument("--key-file", help="credential key file of the embedded default")
+    parser.add_argument("--log-format", help="text or json (one object per line) [text]")
+    parser.add_argument(
+        "--key-file",
+        help="credential key file, when MAILACCOUNTS_CREDENTIAL_KEYS is unset "
+        "[mailaccounts.key beside the SQLite database]",
+    )
     parser.add_argument("--production", action="store_true", default=None,
                         help="refuse to start without MAILACCOUNTS_CREDENTIAL_KEYS")  # fmt: skip
     # Values stay strings here: Settings validates them, with errors that name the setting.
@@ -198,6 +260,13 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="CIDR that TestConnection may reach despite the SSRF guard",
     )
     parser.add_argument(
+        "--allow-port",
+        dest="allow_ports",
+        metavar="PORT",
+        action="append",
+        help="a port (or range, 10000-10100) TestConnection may reach besides the mail ports",
+    )
+    parser.add_argument(
         "--tls-verify",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -224,6 +293,38 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="database connections per process (as many again may overflow) "
         f"[{_default('db_pool_size')}]",
+    )
+    for flag, text in (
+        ("--db-connect-timeout-seconds", "longest wait for a database connection"),
+        ("--db-statement-timeout-seconds", "longest wait for one database statement"),
+        ("--db-startup-timeout-seconds", "how long start-up retries an unreachable database"),
+        ("--db-unhealthy-after-seconds", "health NOT_SERVING after the database has been "
+         "unreachable this long; 0 never"),
+    ):  # fmt: skip
+        name = flag[2:].replace("-", "_")
+        parser.add_argument(flag, metavar="SECONDS", help=f"{text} [{_default(name)}]")
+    for flag, text in (
+        ("--rate-reads-per-second", "reads per tenant per second (0: no limit)"),
+        ("--rate-reads-burst", "reads per tenant in a burst"),
+        ("--rate-writes-per-second", "writes per tenant per second (0: no limit)"),
+        ("--rate-writes-burst", "writes per tenant in a burst"),
+        ("--rate-tests-per-second", "connection tests per tenant per second (0: no limit)"),
+        ("--rate-tests-burst", "connection tests per tenant in a burst"),
+        ("--rate-failed-password-overrides-per-hour",
+         "failed TestConnection password overrides per account per hour (0: no limit)"),
+    ):  # fmt: skip
+        name = flag[2:].replace("-", "_")
+        parser.add_argument(flag, metavar="N", help=f"{text} [{_default(name)}]")
+    parser.add_argument(
+        "--max-request-bytes",
+        metavar="N",
+        help=f"largest request accepted, in bytes [{_default('max_request_bytes')}]",
+    )
+    parser.add_argument(
+        "--max-concurrent-rpcs",
+        metavar="N",
+        help="calls served at once; more get RESOURCE_EXHAUSTED "
+        f"[{_default('max_concurrent_rpcs')}]",
     )
     parser.add_argument(
         "--grace-seconds",

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
-from mailaccounts_server.storage import Database, open_database
+from mailaccounts_server.storage import Database, Limits, open_database
 
 T = TypeVar("T")
 
@@ -25,9 +25,10 @@ class ExecutionPolicy:
 
     @classmethod
     async def open(
-        cls, database_url: str, *, pool_size: int, probe_threads: int
+        cls, database_url: str, *, limits: Limits, probe_threads: int
     ) -> ExecutionPolicy:
-        db = await open_database(database_url, pool_size=pool_size)
+        """StorageUnavailable when the database cannot be reached now."""
+        db = await open_database(database_url, limits=limits)
         return cls(db, probe_threads=probe_threads)
 
     @property

@@ -180,6 +180,38 @@ class PostgresServer:
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
 
+    def shut_down(self) -> None:
+        """Stops the server as an operator's restart does (fast shutdown: sessions are cut),
+        keeping its data for `start_again`."""
+        _run(
+            [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w"]
+            + ["-t", str(_STOP_TIMEOUT_S), "stop"],
+            cwd=self.data_dir.parent,
+            what="pg_ctl stop",
+        )
+
+    def start_again(self) -> None:
+        """Starts the server shut down by `shut_down`, on the same port and data."""
+        _run(
+            [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file)]
+            + ["-w", "-t", str(_START_TIMEOUT_S), "start"],
+            cwd=self.data_dir.parent,
+            what="pg_ctl start",
+        )
+        _wait_until_accepting(self)
+
+    def processes(self) -> list[int]:
+        """The postmaster and every backend of this cluster (for SIGSTOP / SIGCONT)."""
+        postmaster = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        pids = [postmaster]
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                    if int(fields[1]) == postmaster:
+                        pids.append(int(entry.name))
+        return pids
+
     def stop(self) -> None:
         """Stop the server (fast shutdown) and remove directories this helper created."""
         if self._stopped:

@@ -3,6 +3,7 @@
 from mailaccounts_server.credentials.crypto import (
     KEY_SIZE,
     KEYS_ENV_VAR,
+    TOKEN_KEY_ID_PREFIX,
     ConfigurationError,
     CredentialCipher,
     CredentialDecryptError,
@@ -11,11 +12,13 @@ from mailaccounts_server.credentials.crypto import (
     key_id_for,
     load_or_create_key_file,
     parse_keys,
+    token_key_id,
 )
 
 __all__ = [
     "KEY_SIZE",
     "KEYS_ENV_VAR",
+    "TOKEN_KEY_ID_PREFIX",
     "ConfigurationError",
     "CredentialCipher",
     "CredentialDecryptError",
@@ -24,4 +27,5 @@ __all__ = [
     "key_id_for",
     "load_or_create_key_file",
     "parse_keys",
+    "token_key_id",
 ]

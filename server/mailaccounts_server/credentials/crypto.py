@@ -40,6 +40,10 @@ _NONCE_SIZE = 12
 _TAG_SIZE = 16
 _KEY_ID_DOMAIN = b"mailaccounts-credential-key-id\x00"
 _AAD_DOMAIN = b"mailaccounts-credential-v1\x00"
+# Base64 characters that cover the key id (12 characters encode 9 bytes: the id and one nonce
+# byte), so a token's first TOKEN_KEY_ID_PREFIX characters name its key.
+_KEY_ID_CHARS = 12
+TOKEN_KEY_ID_PREFIX = len(_VERSION_PREFIX) + _KEY_ID_CHARS
 
 
 class CredentialDecryptError(Exception):
@@ -66,7 +70,7 @@ def _b64url_decode(text: str) -> bytes:
 class CredentialCipher:
     """Keyring that encrypts with its first key and decrypts with whichever key a token names."""
 
-    def __init__(self, keys: Sequence[bytes]) -> None:
+    def __init__(self, keys: Sequence[bytes], *, source: str = "") -> None:
         if not keys:
             raise ValueError("a credential keyring needs at least one key")
         self._ciphers: dict[bytes, AESGCM] = {}
@@ -83,6 +87,7 @@ class CredentialCipher:
             self._order.append(kid)
             self._raw_keys.append(bytes(key))
         self._primary = self._order[0]
+        self._source = source
 
     def __repr__(self) -> str:
         # Only identifiers: the repr may end up in logs or tracebacks.
@@ -92,6 +97,11 @@ class CredentialCipher:
     def primary_key_id(self) -> str:
         """Hex identifier of the key that new tokens are sealed with."""
         return self._primary.hex()
+
+    @property
+    def source(self) -> str:
+        """Where the keys came from (the variable or the key file), for messages."""
+        return self._source
 
     @property
     def key_ids(self) -> tuple[str, ...]:
@@ -164,6 +174,21 @@ def _split_token(token: str) -> tuple[bytes, bytes, bytes]:
     return kid, nonce, raw[_KEY_ID_SIZE + _NONCE_SIZE :]
 
 
+def token_key_id(token: str) -> str:
+    """Hex id of the key that sealed a token; its first TOKEN_KEY_ID_PREFIX characters suffice.
+
+    Raises CredentialDecryptError when they are not those of a token."""
+    if not isinstance(token, str) or not token.startswith(_VERSION_PREFIX):
+        raise CredentialDecryptError("credential token has an unknown format or version")
+    head = token[len(_VERSION_PREFIX) : TOKEN_KEY_ID_PREFIX]
+    if len(head) < _KEY_ID_CHARS:
+        raise CredentialDecryptError("credential token is truncated")
+    try:
+        return _b64url_decode(head)[:_KEY_ID_SIZE].hex()
+    except (binascii.Error, ValueError):
+        raise CredentialDecryptError("credential token is not valid base64url") from None
+
+
 def generate_key() -> str:
     """Return a fresh random 32-byte key as base64url text (suitable for the env variable)."""
     return base64.urlsafe_b64encode(secrets.token_bytes(KEY_SIZE)).decode("ascii")
@@ -198,8 +223,14 @@ def _parse_key_items(items: Iterable[str], *, source: str) -> list[bytes]:
     return keys
 
 
-def _read_key_file(path: Path) -> list[bytes]:
+def _read_key_file(path: Path, *, production: bool = False) -> list[bytes]:
     mode = stat.S_IMODE(path.stat().st_mode)
+    if production and mode & 0o004:
+        # Every local account could copy the keys and decrypt every stored password.
+        raise ConfigurationError(
+            f"production mode: credential key file {path} is readable by every user "
+            f"(mode {mode:04o}); restrict it to the server's user: chmod 600 {path}"
+        )
     if mode & 0o077:
         _LOG.warning(
             "credential key file %s has mode %04o; it should be 0600 (readable by owner only)",
@@ -258,25 +289,38 @@ def load_or_create_key_file(path: Path) -> list[bytes]:
 def build_cipher(
     *, keys_spec: str | None, key_file: Path | None, production: bool
 ) -> CredentialCipher:
-    """Build the keyring from the env spec, else (outside production) from the key file."""
+    """Build the keyring from the env spec, else from the key file.
+
+    Outside production a missing key file is created with a new key; in production the key
+    file must exist (a new key could not open what other replicas stored) and must not be
+    readable by every user."""
     if keys_spec is not None and keys_spec.strip():
         try:
             keys = parse_keys(keys_spec)
         except ValueError as exc:
             raise ConfigurationError(f"{KEYS_ENV_VAR}: {exc}") from None
-    elif production:
+        source = KEYS_ENV_VAR
+    elif production and (key_file is None or not key_file.exists()):
+        missing = f" (key file {key_file} does not exist)" if key_file is not None else ""
         raise ConfigurationError(
             f"production mode: refuse to start without {KEYS_ENV_VAR} "
-            "(comma-separated base64 32-byte keys, primary first)"
+            "(comma-separated base64 32-byte keys, primary first) or an existing key file"
+            f"{missing}; production never creates a key"
         )
     elif key_file is None:
         raise ConfigurationError(f"set {KEYS_ENV_VAR} or configure a credential key file")
     else:
-        keys = load_or_create_key_file(key_file)
-    cipher = CredentialCipher(keys)
+        keys = (
+            _read_key_file(key_file, production=True)
+            if production
+            else load_or_create_key_file(key_file)
+        )
+        source = f"key file {key_file}"
+    cipher = CredentialCipher(keys, source=source)
     _LOG.info(
-        "credential keyring ready: primary key id %s, %d key(s)",
+        "credential keyring ready: primary key id %s, %d key(s), from %s",
         cipher.primary_key_id,
         len(cipher.key_ids),
+        source,
     )
     return cipher

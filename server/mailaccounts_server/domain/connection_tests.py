@@ -95,10 +95,16 @@ class ConnectionTestRunner:
         self._jobs: set[asyncio.Task[ConnectionTestOutcome]] = set()
 
     def shutdown(self) -> None:
-        """Cuts probes still in progress: they answer at once."""
+        """Cuts probes still in progress: they answer at once (and are still recorded)."""
         abort = getattr(self._prober, "abort_all", None)
         if abort is not None:
             abort()
+
+    async def wait_recorded(self, timeout: float) -> None:
+        """Waits (up to `timeout`) until every test in progress has stored its result and audit
+        record, cut ones included."""
+        if self._jobs:
+            await asyncio.wait(list(self._jobs), timeout=timeout)
 
     def _take_slot(self, tenant_id: str) -> None:
         # Event-loop-only bookkeeping, so no lock is needed.

@@ -4,6 +4,7 @@ implement them; app.py plugs the implementations in."""
 
 from __future__ import annotations
 
+import contextvars
 import enum
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -25,6 +26,27 @@ class UniqueViolation(Exception):
     def __init__(self, rule: str) -> None:
         super().__init__(rule)
         self.rule = rule
+
+
+class StorageUnavailable(Exception):
+    """The database could not be reached or answer in time (UNAVAILABLE: retry).
+    `outcome_unknown` is True only when a COMMIT was sent and no answer came: the write may
+    have happened, and only requestId / etags make a retry safe. Otherwise nothing changed."""
+
+    def __init__(self, reason: str, *, outcome_unknown: bool = False) -> None:
+        super().__init__(reason)
+        self.outcome_unknown = outcome_unknown
+
+
+class StorageFull(Exception):
+    """The database has no room left (a full disk): nothing was written."""
+
+
+# When the call being served must be answered (event-loop time), set by the transport for
+# each call: storage waits for connections, locks and statements no longer than that.
+call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "call_deadline", default=None
+)
 
 
 class Lookup(enum.Enum):

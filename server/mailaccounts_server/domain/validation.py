@@ -16,7 +16,7 @@ SYNC_INTERVAL_MIN, SYNC_INTERVAL_MAX, SYNC_INTERVAL_DEFAULT = 60, 3600, 300
 MAX_TEXT = 255
 MAX_PASSWORD = 1024
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(slots=True)
@@ -44,6 +44,8 @@ def email_problem(value: str) -> str | None:
         return "must have a non-empty part before the @"
     if not domain or domain.startswith(".") or domain.endswith(".") or ".." in domain:
         return "must have a valid domain after the @"
+    # The limit is on the address as given: its lower-cased form may be longer ('İ' folds to
+    # two characters), and storage sizes the normalised column for that on every database.
     if len(value) > 254:
         return "must be at most 254 characters"
     return None
@@ -66,7 +68,8 @@ def hostname_problem(value: str) -> str | None:
     return None
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 control characters (U+0085 NEL among them, which str.strip() would also remove).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_QUERY = 255
 
 
@@ -156,6 +159,10 @@ def validate_new_account(
         _check_password(c, password)
     elif len(credential_id) > MAX_TEXT:
         c.add("credentialId", f"credentialId must be at most {MAX_TEXT} characters")
+    elif not _is_uuid(credential_id):
+        # Credential ids are the UUIDs the server made: anything else names none of yours
+        # (the same words as an unknown or foreign id, so nothing is revealed).
+        c.add("credentialId", "credentialId does not name one of your credentials")
     if sync_interval is not None:
         _check_sync_interval(c, sync_interval)
     if request_id and not _is_uuid(request_id):

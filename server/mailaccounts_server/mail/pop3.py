@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import poplib
 import ssl
+from typing import cast
 
 from mailaccounts_server.mail.connection import (
     UNENCODABLE_CREDENTIALS,
@@ -17,6 +18,7 @@ from mailaccounts_server.mail.connection import (
     check_credentials,
 )
 from mailaccounts_server.mail.deadline import Deadline
+from mailaccounts_server.mail.limits import ReadBudget
 from mailaccounts_server.mail.types import Encryption, ErrorCode, ProbeError, ProbeTarget
 
 _LOG = logging.getLogger(__name__)
@@ -24,9 +26,16 @@ _LOG = logging.getLogger(__name__)
 MAX_MESSAGE_COUNT = 2**31 - 1  # int32 message_count in the API
 MAX_MAILBOX_SIZE = 2**63 - 1  # int64 mailbox_size_bytes
 
+NOT_POP3 = "The server did not answer like a POP3 server"
+POP3_REFUSED = "The POP3 server refused the connection (it greeted with -ERR)"
+
 
 class _POP3(FixedAddressSocket, poplib.POP3):
-    """``poplib.POP3`` whose socket goes to a fixed address; ``host`` stays the host name."""
+    """``poplib.POP3`` whose socket goes to a fixed address; ``host`` stays the host name.
+
+    Every line goes through the probe's :class:`ReadBudget` (poplib bounds a line, but not
+    how many lines a multi-line reply such as CAPA may have).
+    """
 
     def __init__(
         self,
@@ -35,9 +44,35 @@ class _POP3(FixedAddressSocket, poplib.POP3):
         port: int,
         tls_context: ssl.SSLContext | None,
         deadline: Deadline,
+        budget: ReadBudget,
     ) -> None:
         self._use_address(address, tls_context, deadline)
-        super().__init__(hostname, port, timeout=deadline.remaining())
+        self._budget = budget
+        try:
+            super().__init__(hostname, port, timeout=deadline.remaining())
+        except BaseException:
+            # poplib leaves its socket open when the greeting is refused.
+            self._drop()
+            raise
+        if not self.welcome.startswith(b"+OK"):
+            self._drop()
+            raise ProbeError(ErrorCode.PROTOCOL_ERROR, NOT_POP3)
+
+    def _getline(self) -> tuple[bytes, int]:
+        self._budget.check()
+        line, octets = super()._getline()  # type: ignore[misc]  # private, not in typeshed
+        self._budget.take_line(octets)
+        self._budget.keep()
+        return cast(tuple[bytes, int], (line, octets))
+
+    def _drop(self) -> None:
+        for name in ("file", "sock"):
+            closable = getattr(self, name, None)
+            if closable is not None:
+                try:
+                    closable.close()
+                except OSError:
+                    pass
 
 
 def _server_text(exc: poplib.error_proto) -> str:
@@ -47,13 +82,25 @@ def _server_text(exc: poplib.error_proto) -> str:
     return text.removeprefix("-ERR").strip()
 
 
+def _greeting_error(exc: poplib.error_proto) -> ProbeError:
+    """A fixed message: what a non-POP3 service says (SSH, HTTP, Redis ...) is never quoted."""
+    said = exc.args[0] if exc.args else b""
+    if isinstance(said, bytes) and said.startswith(b"-ERR"):
+        return ProbeError(ErrorCode.PROTOCOL_ERROR, POP3_REFUSED)
+    return ProbeError(ErrorCode.PROTOCOL_ERROR, NOT_POP3)
+
+
 def _close(client: poplib.POP3, deadline: Deadline) -> None:
-    """Say QUIT if there is time left, then close the connection."""
+    """Say QUIT if there is time left, then close the connection.
+
+    After a reply over the read caps QUIT fails at once (the budget refuses every read) and
+    the connection is just closed.
+    """
     try:
-        budget = deadline.goodbye_budget()
-        if budget is None:
+        left = deadline.goodbye_budget()
+        if left is None:
             raise TimeoutError("no time left to quit")
-        client.sock.settimeout(budget)
+        client.sock.settimeout(left)
         client.quit()
     except Exception:
         try:
@@ -100,12 +147,11 @@ def probe_pop3(
 ) -> tuple[int, int]:
     """Connect, log in and return ``(message_count, mailbox_size_bytes)`` from STAT."""
     implicit = tls_context if target.encryption is Encryption.TLS else None
+    budget = ReadBudget(deadline)
     try:
-        client = _POP3(target.host, address, target.port, implicit, deadline)
+        client = _POP3(target.host, address, target.port, implicit, deadline, budget)
     except poplib.error_proto as exc:
-        raise ProbeError(
-            ErrorCode.PROTOCOL_ERROR, f"Unexpected POP3 greeting: {_server_text(exc)}"
-        ) from exc
+        raise _greeting_error(exc) from None
     try:
         if target.encryption is Encryption.STARTTLS:
             _start_tls(client, tls_context, deadline)

@@ -2,8 +2,8 @@
 
 ``MailProber.probe`` never raises for mail-server problems: DNS, network, TLS, login and
 protocol failures all come back as an unsuccessful :class:`ProbeResult` with an error code and
-a message that is safe to show (it never contains the password). One deadline covers DNS,
-connect, TLS, login and listing together.
+a message that is safe to show (no form of the password, see :mod:`.redaction`). One deadline
+covers DNS, connect, TLS, login and listing together, and :mod:`.limits` caps what is read.
 """
 
 from __future__ import annotations
@@ -22,8 +22,17 @@ from collections.abc import Sequence
 from mailaccounts_server.mail.connection import UNENCODABLE_CREDENTIALS, build_tls_context
 from mailaccounts_server.mail.deadline import Deadline
 from mailaccounts_server.mail.imap import probe_imap
+from mailaccounts_server.mail.listing import Listing
+from mailaccounts_server.mail.lookup import DEFAULT_LOOKUP_THREADS, LookupPool
 from mailaccounts_server.mail.pop3 import probe_pop3
-from mailaccounts_server.mail.resolve import Resolver, parse_networks, resolve_target
+from mailaccounts_server.mail.redaction import Redactor
+from mailaccounts_server.mail.resolve import (
+    Resolver,
+    allowed_ports,
+    check_port,
+    parse_networks,
+    resolve_target,
+)
 from mailaccounts_server.mail.types import (
     ErrorCode,
     ProbeError,
@@ -36,9 +45,22 @@ _LOG = logging.getLogger(__name__)
 
 SUCCESS_MESSAGE = "Connection successful"
 MAX_MESSAGE_LENGTH = 500
-_REDACTED = "********"
 # C0 controls and DEL: NUL is refused by PostgreSQL text columns, CR/LF would forge log lines.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _listing_message(listing: Listing) -> str:
+    if listing.stopped is not None:
+        return (
+            f"{SUCCESS_MESSAGE}; the folder list was cut off after {len(listing.folders)} "
+            f"folders (the server sent {listing.stopped})"
+        )
+    if listing.truncated:
+        return (
+            f"{SUCCESS_MESSAGE}; showing the first {len(listing.folders)} of "
+            f"{listing.total} folders"
+        )
+    return SUCCESS_MESSAGE
 
 
 def _endpoint(address: str, port: int) -> str:
@@ -104,31 +126,29 @@ def classify(exc: BaseException, deadline: Deadline, address: str | None, port: 
     )
 
 
-def redact(message: str, password: str) -> str:
-    """Remove any occurrence of the password from a message (defence in depth)."""
-    if password and password in message:
-        return message.replace(password, _REDACTED)
-    return message
-
-
 def strip_controls(text: str) -> str:
     """``text`` with every control character (NUL, CR, LF, ESC, DEL ...) replaced by a space."""
     return _CONTROL.sub(" ", text)
 
 
-def safe_message(message: str, password: str) -> str:
+def safe_message(message: str, redact: Redactor) -> str:
     """A result message fit to store and log: redacted, no control characters, bounded length.
 
-    Server replies end up in these messages, and a hostile server may send anything.
+    Server replies end up in these messages, and a hostile server may send anything. Redacted
+    again after the control characters go, as they could split a form of the password.
     """
-    cleaned = redact(strip_controls(redact(message, password)), password)
+    cleaned = redact(strip_controls(redact(message)))
     if len(cleaned) > MAX_MESSAGE_LENGTH:
         cleaned = cleaned[: MAX_MESSAGE_LENGTH - 3] + "..."
     return cleaned
 
 
 class MailProber:
-    """Tests IMAP/POP3 accounts: resolve with SSRF guard, connect, TLS, log in, list/stat."""
+    """Tests IMAP/POP3 accounts: resolve with SSRF guard, connect, TLS, log in, list/stat.
+
+    ``allow_ports`` adds ports to the mail ports a probe may connect to (``MAIL_PORTS``);
+    ``dns_threads`` caps the threads that run host-name lookups for all probes together.
+    """
 
     def __init__(
         self,
@@ -136,10 +156,14 @@ class MailProber:
         verify_tls: bool = True,
         allow_networks: Sequence[str] = (),
         *,
+        allow_ports: Sequence[int] = (),
+        dns_threads: int = DEFAULT_LOOKUP_THREADS,
         resolver: Resolver = socket.getaddrinfo,
     ) -> None:
         self._tls_context = build_tls_context(ca_file, verify_tls)
         self._allow_networks = parse_networks(allow_networks)
+        self._allowed_ports = allowed_ports(allow_ports)
+        self._lookups = LookupPool(dns_threads)
         self._resolver = resolver
         self._lock = threading.Lock()
         self._active: set[Deadline] = set()
@@ -177,22 +201,25 @@ class MailProber:
             raise ValueError("ProbeTarget.timeout must be positive")
         started = time.monotonic()
         address: str | None = None
+        redact = Redactor(target.username, target.password)
         with Deadline(target.timeout) as deadline:
             self._register(deadline)
             try:
+                check_port(target.port, self._allowed_ports)
                 address = resolve_target(
                     target.host,
                     target.port,
                     allow_networks=self._allow_networks,
                     deadline=deadline,
+                    pool=self._lookups,
                     resolver=self._resolver,
                 )
-                result = self._probe_address(target, address, deadline)
+                result = self._probe_address(target, address, deadline, redact)
             except Exception as exc:
                 error = classify(exc, deadline, address, target.port)
                 result = ProbeResult(
                     success=False,
-                    message=safe_message(error.message, target.password),
+                    message=safe_message(error.message, redact),
                     error_code=error.code,
                 )
             finally:
@@ -208,10 +235,18 @@ class MailProber:
         )
         return result
 
-    def _probe_address(self, target: ProbeTarget, address: str, deadline: Deadline) -> ProbeResult:
+    def _probe_address(
+        self, target: ProbeTarget, address: str, deadline: Deadline, redact: Redactor
+    ) -> ProbeResult:
         if target.protocol is Protocol.IMAP:
-            folders = probe_imap(target, address, self._tls_context, deadline)
-            return ProbeResult(success=True, message=SUCCESS_MESSAGE, folders=folders)
+            listing = probe_imap(target, address, self._tls_context, deadline, redact)
+            return ProbeResult(
+                success=True,
+                message=_listing_message(listing),
+                folders=listing.folders,
+                folders_total=listing.total,
+                folders_truncated=listing.truncated,
+            )
         count, size = probe_pop3(target, address, self._tls_context, deadline)
         return ProbeResult(
             success=True,

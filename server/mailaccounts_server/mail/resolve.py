@@ -1,4 +1,4 @@
-"""Host resolution with an SSRF guard.
+"""Host resolution with an SSRF guard (addresses and ports a probe may reach).
 
 The probe connects to the address chosen here (no second DNS lookup, so a rebinding answer
 cannot slip in between the check and the connect) while TLS still verifies the certificate
@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mailaccounts_server.mail.deadline import Deadline
+from mailaccounts_server.mail.lookup import LookupPool
 from mailaccounts_server.mail.types import ErrorCode, ProbeError
 
 _LOG = logging.getLogger(__name__)
@@ -23,6 +24,36 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 AddrInfo = list[tuple[Any, Any, Any, Any, Any]]
 Resolver = Callable[..., AddrInfo]
+
+
+# Ports a probe may connect to unless the operator allows more: IMAP, IMAPS, POP3, POP3S, and
+# for SMTP once it is tested 25, 465, 587 and 2525. Any port would make TestConnection a port
+# scanner that reports which services answer on a host.
+MAIL_PORTS = frozenset({143, 993, 110, 995, 25, 465, 587, 2525})
+
+# Special ranges Python's is_global still calls global: the 6to4 relay anycast prefix
+# (RFC 7526 deprecated it; relays forward to whatever the embedded address names).
+_ALSO_BLOCKED: tuple[IPNetwork, ...] = (ipaddress.ip_network("192.88.99.0/24"),)
+
+
+def allowed_ports(extra: Sequence[int] = ()) -> frozenset[int]:
+    """The mail ports plus ``extra``; raises ValueError for a number that is not a TCP port."""
+    for port in extra:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"not a TCP port: {port!r}")
+    return MAIL_PORTS | frozenset(extra)
+
+
+def check_port(port: int, allowed: frozenset[int]) -> None:
+    """Refuse, before any lookup or connection, a port that is not an allowed mail port."""
+    if port not in allowed:
+        _LOG.info("refused probe of port %d: not an allowed mail port", port)
+        # Names the standard ports only: the operator's extra ones are not the caller's business.
+        listed = ", ".join(str(p) for p in sorted(MAIL_PORTS))
+        raise ProbeError(
+            ErrorCode.ADDRESS_BLOCKED,
+            f"Port {port} may not be probed: only mail server ports are allowed ({listed})",
+        )
 
 
 def parse_networks(cidrs: Sequence[str]) -> list[IPNetwork]:
@@ -57,6 +88,7 @@ def _is_special(addr: IPAddress) -> bool:
         or addr.is_unspecified
         or addr.is_reserved
         or not addr.is_global
+        or any(addr in net for net in _ALSO_BLOCKED)
     )
 
 
@@ -68,30 +100,23 @@ def is_blocked(addr: IPAddress, allow_networks: Sequence[IPNetwork] = ()) -> boo
     return any(_is_special(cand) for cand in candidates)
 
 
-def _lookup(host: str, port: int, deadline: Deadline, resolver: Resolver) -> AddrInfo:
-    """Run ``resolver`` in a daemon thread and wait no longer than the remaining budget."""
-    box: dict[str, Any] = {}
-    done = threading.Event()
-
-    def work() -> None:
-        try:
-            box["result"] = resolver(host, port, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        except BaseException as exc:  # handed over to the waiting thread
-            box["error"] = exc
-        finally:
-            done.set()
-
+def _lookup(
+    host: str, port: int, deadline: Deadline, resolver: Resolver, pool: LookupPool
+) -> AddrInfo:
+    """Run ``resolver`` on ``pool`` and wait no longer than the remaining budget."""
     budget = deadline.begin("resolving the host name")
+    done = threading.Event()
     deadline.wake_on_abort(done)
-    threading.Thread(target=work, name="probe-dns", daemon=True).start()
+    future = pool.submit(lambda: resolver(host, port, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP))
+    future.add_done_callback(lambda _: done.set())
     finished = done.wait(budget)
+    if not future.done():
+        pool.withdraw(future)
     if deadline.aborted:
         raise deadline.abort_error()
     if not finished:
         raise deadline.timeout_error()
-    if "error" in box:
-        raise box["error"]
-    result: AddrInfo = box["result"]
+    result: AddrInfo = future.result()
     return result
 
 
@@ -101,9 +126,10 @@ def resolve_target(
     *,
     allow_networks: Sequence[IPNetwork],
     deadline: Deadline,
+    pool: LookupPool,
     resolver: Resolver = socket.getaddrinfo,
 ) -> str:
-    """Resolve ``host`` and return the IP address string to connect to.
+    """Resolve ``host`` (on a thread of ``pool``) and return the IP address to connect to.
 
     The first resolved address that is allowed wins. Raises ProbeError with DNS_FAILURE when
     the name does not resolve, ADDRESS_BLOCKED when every address is internal and not
@@ -114,7 +140,7 @@ def resolve_target(
     if not host or len(host) > 253:
         raise ProbeError(ErrorCode.DNS_FAILURE, "Invalid host name")
     try:
-        infos = _lookup(host, port, deadline, resolver)
+        infos = _lookup(host, port, deadline, resolver, pool)
     except (socket.gaierror, UnicodeError) as exc:
         raise ProbeError(ErrorCode.DNS_FAILURE, f"Could not resolve host {host!r}: {exc}") from exc
     addresses: list[tuple[str, IPAddress]] = []

@@ -77,7 +77,12 @@ class Folder:
 
 @dataclasses.dataclass(frozen=True)
 class ProbeResult:
-    """Outcome of a connection test; ``error_code`` is ``None`` exactly when ``success``."""
+    """Outcome of a connection test; ``error_code`` is ``None`` exactly when ``success``.
+
+    ``folders`` holds at most ``limits.MAX_FOLDERS`` entries. ``folders_total`` is the number
+    of folders the server listed when its whole LIST reply was read (else ``None``), and
+    ``folders_truncated`` says that ``folders`` is not the complete list.
+    """
 
     success: bool
     message: str
@@ -85,6 +90,8 @@ class ProbeResult:
     folders: list[Folder] = dataclasses.field(default_factory=list)
     message_count: int = 0
     mailbox_size_bytes: int = 0
+    folders_total: int | None = None
+    folders_truncated: bool = False
 
 
 class ProbeError(Exception):

@@ -5,7 +5,7 @@ from mailaccounts_server.domain.ports import Storage
 from mailaccounts_server.storage.accounts import SqlAccounts
 from mailaccounts_server.storage.audit import SqlAuditLog
 from mailaccounts_server.storage.credentials import SqlCredentials
-from mailaccounts_server.storage.database import Database, open_database
+from mailaccounts_server.storage.database import Database, Limits, Reachability, open_database
 from mailaccounts_server.storage.idempotency import SqlIdempotencyKeys
 
 
@@ -19,4 +19,4 @@ def sql_storage() -> Storage:
     )
 
 
-__all__ = ["Database", "SqlAccounts", "open_database", "sql_storage"]
+__all__ = ["Database", "Limits", "Reachability", "SqlAccounts", "open_database", "sql_storage"]

@@ -26,7 +26,9 @@ class AccountRow(Base):
     account_name_normalized: Mapped[str] = mapped_column(Text, server_default="")
     email_address: Mapped[str] = mapped_column(String(254))
     # Lower-cased address: the unique index that forbids two live accounts per mailbox uses it.
-    email_normalized: Mapped[str] = mapped_column(String(254))
+    # Text, not String(254): lower-casing can lengthen an address ('İ' becomes 'i' and a
+    # combining dot), and a valid address must never overflow its own normalised form.
+    email_normalized: Mapped[str] = mapped_column(Text)
     protocol: Mapped[str] = mapped_column(String(8))
     hostname: Mapped[str] = mapped_column(String(253))
     port: Mapped[int] = mapped_column(Integer)

@@ -138,4 +138,6 @@ def test_outcome_to_pb(outcome: ConnectionTestOutcome) -> pb.TestConnectionRespo
         else pb.CONNECTION_ERROR_CODE_UNSPECIFIED,
         message_count=result.message_count,
         mailbox_size_bytes=result.mailbox_size_bytes,
+        folders_truncated=result.folders_truncated,
+        folders_total=result.folders_total,  # None leaves the optional field unset
     )

@@ -14,8 +14,11 @@ from mailaccounts_server.domain.accounts import AccountManager
 from mailaccounts_server.domain.connection_tests import ConnectionTestRunner
 from mailaccounts_server.domain.errors import FieldViolation, ValidationError
 from mailaccounts_server.domain.model import AccountFilter
+from mailaccounts_server.mail import ErrorCode
 from mailaccounts_server.transport import convert
 from mailaccounts_server.transport.caller import current_caller
+from mailaccounts_server.transport.interceptors import abort_with_status
+from mailaccounts_server.transport.ratelimit import RateLimiter, to_rpc_status
 
 Context = grpc.aio.ServicerContext[Any, Any]
 _DELETED_MESSAGE = "Account deleted successfully"
@@ -25,9 +28,12 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
     """Thin adapter: every rule lives in the domain, and where work runs is the execution
     policy's business (see execution.py)."""
 
-    def __init__(self, accounts: AccountManager, tester: ConnectionTestRunner) -> None:
+    def __init__(
+        self, accounts: AccountManager, tester: ConnectionTestRunner, limiter: RateLimiter
+    ) -> None:
         self._accounts = accounts
         self._tester = tester
+        self._limiter = limiter
 
     async def CreateAccount(self, request: pb.CreateAccountRequest, context: Context) -> pb.Account:
         _check_enum(request.protocol, convert.PROTOCOL_FROM_PB, "protocol")
@@ -116,15 +122,27 @@ class AccountServicer(pb_grpc.AccountServiceServicer):
         self, request: pb.TestConnectionRequest, context: Context
     ) -> pb.TestConnectionResponse:
         account_id = validation.validate_id(request.id)
-        outcome = await self._tester.run(
-            current_caller(),
-            account_id,
-            password=request.password if request.HasField("password") else None,
-            timeout_seconds=(
-                request.timeout_seconds if request.HasField("timeout_seconds") else None
-            ),
-            rpc_time_remaining=context.time_remaining(),
-        )
+        password = request.password if request.HasField("password") else None
+        if password is not None:
+            # Brute-force guard: failed logins with a caller-supplied password, per account.
+            refusal = self._limiter.check_password_override(account_id)
+            if refusal is not None:
+                await abort_with_status(context, to_rpc_status(refusal))
+        failed = False
+        try:
+            outcome = await self._tester.run(
+                current_caller(),
+                account_id,
+                password=password,
+                timeout_seconds=(
+                    request.timeout_seconds if request.HasField("timeout_seconds") else None
+                ),
+                rpc_time_remaining=context.time_remaining(),
+            )
+            failed = outcome.result.error_code is ErrorCode.AUTH_FAILURE
+        finally:
+            if password is not None:
+                self._limiter.record_password_override(account_id, failed=failed)
         return convert.test_outcome_to_pb(outcome)
 
     async def ListAuditEvents(

@@ -881,6 +881,8 @@ class TestConnectionResponse(_message.Message):
     ERROR_CODE_FIELD_NUMBER: _builtins.int
     MESSAGE_COUNT_FIELD_NUMBER: _builtins.int
     MAILBOX_SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    FOLDERS_TRUNCATED_FIELD_NUMBER: _builtins.int
+    FOLDERS_TOTAL_FIELD_NUMBER: _builtins.int
     success: _builtins.bool
     """Whether connect and login succeeded."""
     protocol: Global___Protocol.ValueType
@@ -897,6 +899,14 @@ class TestConnectionResponse(_message.Message):
     """Number of messages in the mailbox (POP3)."""
     mailbox_size_bytes: _builtins.int
     """Total size of the mailbox in bytes (POP3)."""
+    folders_truncated: _builtins.bool
+    """True when folder_details is not the server's whole folder list: the probe returns at most
+    1000 folders and stops reading a reply that exceeds its size limits.
+    """
+    folders_total: _builtins.int
+    """Number of folders the server listed (IMAP), set only when its whole LIST reply was read;
+    may exceed the number of folder_details.
+    """
     @_builtins.property
     def folder_details(self) -> _containers.RepeatedCompositeFieldContainer[Global___FolderDetail]:
         """Every folder (IMAP)."""
@@ -918,12 +928,16 @@ class TestConnectionResponse(_message.Message):
         error_code: Global___ConnectionErrorCode.ValueType = ...,
         message_count: _builtins.int = ...,
         mailbox_size_bytes: _builtins.int = ...,
+        folders_truncated: _builtins.bool = ...,
+        folders_total: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["timestamp", b"timestamp"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_folders_total", b"_folders_total", "folders_total", b"folders_total", "timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_code", b"error_code", "folder_details", b"folder_details", "folders", b"folders", "mailbox_size_bytes", b"mailbox_size_bytes", "message", b"message", "message_count", b"message_count", "protocol", b"protocol", "server", b"server", "success", b"success", "timestamp", b"timestamp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_folders_total", b"_folders_total", "error_code", b"error_code", "folder_details", b"folder_details", "folders", b"folders", "folders_total", b"folders_total", "folders_truncated", b"folders_truncated", "mailbox_size_bytes", b"mailbox_size_bytes", "message", b"message", "message_count", b"message_count", "protocol", b"protocol", "server", b"server", "success", b"success", "timestamp", b"timestamp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__folders_total: _TypeAlias = _typing.Literal["folders_total"]  # noqa: Y015
+    _WhichOneofArgType__folders_total: _TypeAlias = _typing.Literal["_folders_total", b"_folders_total"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__folders_total) -> _WhichOneofReturnType__folders_total | None: ...
 
 Global___TestConnectionResponse: _TypeAlias = TestConnectionResponse  # noqa: Y015
 
