@@ -122,9 +122,16 @@ def test_new_account_without_password_or_credential_id_needs_credential_id() -> 
 
 
 def test_new_account_with_credential_id_and_no_password_is_accepted() -> None:
-    account = validate_new_account(**new_account_args(password=None, credential_id="cred-1"))
-    assert account.credential_id == "cred-1"
+    credential_id = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    account = validate_new_account(**new_account_args(password=None, credential_id=credential_id))
+    assert account.credential_id == credential_id
     assert account.password is None
+
+
+@pytest.mark.parametrize("credential_id", ["cred-1", "a\x00b", "0f8fad5b-d9cb-469f-a165"])
+def test_credential_id_that_is_not_a_uuid_names_none_of_yours(credential_id: str) -> None:
+    found = create_violations(password=None, credential_id=credential_id)
+    assert found == {"credentialId": "credentialId does not name one of your credentials"}
 
 
 def test_new_account_with_both_credential_id_and_password_is_refused_on_password() -> None:
