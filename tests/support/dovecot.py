@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import datetime
-import ipaddress
 import logging
 import os
 import pwd
@@ -26,10 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from mailaccounts_server.devcerts import issue, new_ca
 
 from support.services import require_service
 
@@ -109,92 +104,22 @@ class DovecotServer:
 # --- certificates -------------------------------------------------------------------------
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _make_ca(common_name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
-
-
-def _make_server_cert(
-    ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    san = x509.SubjectAlternativeName(
-        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]
-    )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("localhost"))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(san, critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    return cert, key
-
-
 def write_certificates(directory: Path) -> dict[str, Path]:
-    """Write ca.pem, other-ca.pem (unrelated CA), server.pem and server.key into ``directory``."""
-    ca_cert, ca_key = _make_ca("mailaccounts test CA")
-    other_cert, _other_key = _make_ca("mailaccounts unrelated CA")
-    server_cert, server_key = _make_server_cert(ca_cert, ca_key)
+    """Write ca.pem, other-ca.pem (unrelated CA), server.pem and server.key into ``directory``
+    (the service's own throw-away certificate maker, mailaccounts_server.devcerts)."""
+    ca = new_ca("mailaccounts test CA", days=2)
+    other = new_ca("mailaccounts unrelated CA", days=2)
+    server = issue(ca, "localhost", dns=["localhost"], ips=[HOST], server=True, days=2)
     paths = {
         "ca": directory / "ca.pem",
         "other_ca": directory / "other-ca.pem",
         "cert": directory / "server.pem",
         "key": directory / "server.key",
     }
-    paths["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    paths["other_ca"].write_bytes(other_cert.public_bytes(serialization.Encoding.PEM))
-    paths["cert"].write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
-    paths["key"].write_bytes(_pem_key(server_key))
+    paths["ca"].write_bytes(ca.cert_pem)
+    paths["other_ca"].write_bytes(other.cert_pem)
+    paths["cert"].write_bytes(server.cert_pem)
+    paths["key"].write_bytes(server.key_pem)
     paths["key"].chmod(0o600)
     return paths
 
