@@ -223,6 +223,3 @@ class SecretBox(Protocol):
     def decrypt(self, token: str, *, aad: str) -> str: ...
 
     def is_current(self, token: str) -> bool: ...
-
-
-Clock = Callable[[], int]
