@@ -11,8 +11,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy.engine import make_url
-
 from mailaccounts_server.domain.ports import call_deadline
 
 _LOG = logging.getLogger(__name__)
@@ -93,20 +91,3 @@ class Database(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-async def open_database(url: str, *, limits: Limits, scan_threads: int = 2) -> Database:
-    """The database behind a SQLAlchemy URL (sqlite:///FILE or postgresql+psycopg://...);
-    StorageUnavailable when it cannot be reached now."""
-    backend = make_url(url).get_backend_name()
-    if backend == "sqlite":
-        from mailaccounts_server.storage.sqlite import SqliteDatabase
-
-        return SqliteDatabase(url, limits=limits, scan_threads=scan_threads)
-    if backend == "postgresql":
-        from mailaccounts_server.storage.postgres import PostgresDatabase
-
-        db = PostgresDatabase(url, limits=limits)
-        await db.open()
-        return db
-    raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
