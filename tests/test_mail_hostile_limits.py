@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterable, Iterator
@@ -23,35 +20,10 @@ from mailaccounts_server.mail.limits import (
     MAX_LINE_BYTES,
     MAX_RESPONSE_BYTES,
 )
+from support.scripted import Script, scripted_server
 
 MiB = 1024 * 1024
 TEN_MB_LINE = 10 * 1000 * 1000
-Script = Callable[[BinaryIO], None]
-
-
-@contextlib.contextmanager
-def _scripted_server(script: Script) -> Iterator[int]:
-    """Serves one connection on 127.0.0.1 with ``script``; yields the port."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    listener.settimeout(10)
-
-    def serve() -> None:
-        # The probe hangs up in the middle of a flood: broken pipes are expected.
-        with contextlib.suppress(OSError):
-            conn, _ = listener.accept()
-            conn.settimeout(10)
-            with conn, conn.makefile("rwb") as stream:
-                script(stream)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        thread.join(10)
-        listener.close()
 
 
 def _folders(count: int) -> Iterator[bytes]:
@@ -121,10 +93,10 @@ def measure_in_child(folders: int) -> None:
     (VmHWM, reset just before it) minus the RSS just before it: the whole process, the
     scripted server thread included.
     """
-    with _scripted_server(_imap(lambda: _folders(10))) as port:
+    with scripted_server(_imap(lambda: _folders(10))) as port:
         _prober(port).probe(_probe(port))
     gc.collect()
-    with _scripted_server(_imap(lambda: _folders(folders))) as port:
+    with scripted_server(_imap(lambda: _folders(folders))) as port:
         # Reset the peak to the current RSS: the child's peak starts out as that of the pytest
         # process it was forked from, and imports peak above the RSS they leave behind.
         Path("/proc/self/clear_refs").write_text("5")
@@ -134,7 +106,7 @@ def measure_in_child(folders: int) -> None:
         elapsed = time.monotonic() - started
         after = _memory_kib("VmHWM")
     # The same probe again with Python's own allocations traced: the peak of live objects.
-    with _scripted_server(_imap(lambda: _folders(folders))) as port:
+    with scripted_server(_imap(lambda: _folders(folders))) as port:
         tracemalloc.start()
         _prober(port).probe(_probe(port))
         traced_peak = tracemalloc.get_traced_memory()[1]
@@ -186,7 +158,7 @@ def test_huge_folder_list_is_capped_in_bounded_memory() -> None:
 
 def test_folders_beyond_the_cap_are_counted() -> None:
     """A scripted server stands in for a hostile mail server listing 5,000 folders."""
-    with _scripted_server(_imap(lambda: _folders(5000))) as port:
+    with scripted_server(_imap(lambda: _folders(5000))) as port:
         result = _prober(port).probe(_probe(port))
     assert result.success, result.message
     assert len(result.folders) == MAX_FOLDERS
@@ -206,7 +178,7 @@ def test_long_folder_names_keep_the_answer_small() -> None:
         for number in range(1000):
             yield b'* LIST () "/" "%06d%s"\r\n' % (number, b"n" * 60_000)
 
-    with _scripted_server(_imap(long_names)) as port:
+    with scripted_server(_imap(long_names)) as port:
         result = _prober(port).probe(_probe(port))
     assert result.success, result.message
     text = sum(len(f.name.encode()) + len(f.display_name.encode()) for f in result.folders)
@@ -217,7 +189,7 @@ def test_long_folder_names_keep_the_answer_small() -> None:
 
 def test_short_folder_list_is_complete() -> None:
     """A scripted server stands in for a mail server with a few folders: nothing is cut."""
-    with _scripted_server(_imap(lambda: _folders(3))) as port:
+    with scripted_server(_imap(lambda: _folders(3))) as port:
         result = _prober(port).probe(_probe(port))
     assert result.message == "Connection successful"
     assert (len(result.folders), result.folders_total, result.folders_truncated) == (3, 3, False)
@@ -230,7 +202,7 @@ def test_endless_greeting_line_is_cut_off() -> None:
     imaplib's own 1 MB line limit.
     """
     script = _imap(lambda: (), greeting=[b"* OK ", *_endless_line()])
-    with _scripted_server(script) as port:
+    with scripted_server(script) as port:
         prober = _prober(port)
         tracemalloc.start()
         try:
@@ -248,7 +220,7 @@ def test_endless_greeting_line_is_cut_off() -> None:
 
 def test_endless_line_in_folder_list_keeps_the_folders_read() -> None:
     """A scripted server stands in for a hostile mail server: 50 folders, then 10 MB, no CRLF."""
-    with _scripted_server(_imap(lambda: [*_folders(50), *_endless_line()])) as port:
+    with scripted_server(_imap(lambda: [*_folders(50), *_endless_line()])) as port:
         started = time.monotonic()
         result = _prober(port).probe(_probe(port, timeout=10))
         elapsed = time.monotonic() - started
@@ -262,7 +234,7 @@ def test_endless_line_in_folder_list_keeps_the_folders_read() -> None:
 def test_announced_huge_literal_is_refused_before_reading() -> None:
     """A scripted server stands in for a hostile mail server announcing a 100 MB literal."""
     reply = [*_folders(2), b'* LIST () "/" {100000000}\r\n']
-    with _scripted_server(_imap(lambda: reply)) as port:
+    with scripted_server(_imap(lambda: reply)) as port:
         started = time.monotonic()
         result = _prober(port).probe(_probe(port, timeout=10))
         elapsed = time.monotonic() - started
@@ -283,7 +255,7 @@ def test_endless_pop3_capability_list_is_cut_off() -> None:
             while True:
                 stream.write(b"X\r\n" * 4096)
 
-    with _scripted_server(script) as port:
+    with scripted_server(script) as port:
         target = ProbeTarget("127.0.0.1", port, Protocol.POP3, Encryption.STARTTLS, "u", "pw-1", 10)
         started = time.monotonic()
         result = _prober(port).probe(target)

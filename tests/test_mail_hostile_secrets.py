@@ -5,43 +5,16 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
-import socket
-import threading
 import unicodedata
-from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 import pytest
 from mailaccounts_server.mail import Encryption, ErrorCode, MailProber, ProbeTarget, Protocol
 from mailaccounts_server.mail.redaction import Redactor
+from support.scripted import Script, scripted_server
 
 USER = "u"
 PASSWORDS = ['pa"ss\\word', "pässwörd", "plain-Secret-42"]
-Script = Callable[[BinaryIO], None]
-
-
-@contextlib.contextmanager
-def _scripted_server(script: Script) -> Iterator[int]:
-    """Serves one connection on 127.0.0.1 with ``script``; yields the port."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
-    listener.settimeout(10)
-
-    def serve() -> None:
-        with contextlib.suppress(OSError):
-            conn, _ = listener.accept()
-            conn.settimeout(10)
-            with conn, conn.makefile("rwb") as stream:
-                script(stream)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        thread.join(10)
-        listener.close()
 
 
 def _echo(sent: bytes) -> bytes:
@@ -131,7 +104,7 @@ def _assert_no_form(password: str, text: str) -> None:
 
 
 def _run(script: Script, protocol: Protocol, password: str) -> str:
-    with _scripted_server(script) as port:
+    with scripted_server(script) as port:
         prober = MailProber(allow_networks=["127.0.0.0/8"], allow_ports=[port])
         target = ProbeTarget("127.0.0.1", port, protocol, Encryption.NONE, USER, password, 5)
         result = prober.probe(target)
